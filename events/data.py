@@ -1,0 +1,98 @@
+"""Messages that carry feature data between the data plane and the customer plane."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+Scalar = str | int | float | bool | None
+EntityKey = tuple[Scalar, ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Coordinates:
+    """Where one message sits in Kafka; stores keep the applied ones to make replays idempotent."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRange:
+    """The source records (Kafka coordinates) that a batch of rows came from: lineage."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRow:
+    """One entity's feature values as of `event_time`."""
+
+    entity_key: EntityKey
+    event_time: datetime
+    values: Mapping[str, Scalar]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOnlineRows:
+    """Rift → online store (F7)."""
+
+    feature_view: str
+    rows: tuple[FeatureRow, ...]
+    source: SourceRange
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOfflineRows:
+    """Rift → offline store (F7). `join_keys` name the entity-key columns of the Parquet rows."""
+
+    feature_view: str
+    join_keys: tuple[str, ...]
+    rows: tuple[FeatureRow, ...]
+    source: SourceRange
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    feature_view: str
+    entity_key: EntityKey
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOnlineRows:
+    """Feature server → online store (F2). Replies go to `reply_to`, the asking replica."""
+
+    request_id: str
+    lookups: tuple[Lookup, ...]
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """A row as the online store holds it, with the write that produced it (lineage)."""
+
+    row: FeatureRow
+    written_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineRowsRead:
+    """Online store → feature server (F3): one entry per lookup, None where nothing is stored."""
+
+    request_id: str
+    reply_to: str
+    rows: tuple[StoredRow | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDeadLettered:
+    """A source record that could not be processed, kept with the customer's data (F7)."""
+
+    reason: str
+    source: SourceRange
+    payload: bytes

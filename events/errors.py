@@ -1,0 +1,82 @@
+"""The error tree of featureplane.
+
+    FeatureplaneError (retriable: bool)
+    ├── DecodeError                 bytes that are not a featureplane message
+    │   ├── UnknownEventType        a type tag that no class is registered for
+    │   └── SchemaVersionError      a schema version newer than this code knows
+    ├── InvalidRequest              a request or record that breaks the contract (HTTP 400)
+    │   └── InvalidSpec             a feature repository that does not compile
+    ├── NotFound                    a workspace, feature service or feature view that does not exist (404)
+    │   ├── UnknownWorkspace
+    │   └── UnknownFeatureService
+    ├── FlowDenied                  a message on a cross-plane flow its sender may not use
+    ├── Unavailable (retriable)     a dependency (Kafka, a store) did not answer in time (503/504)
+    │   └── DeadlineExceeded
+    └── StoreError                  a store refused or failed an operation
+
+Only the gateway maps these to HTTP statuses.
+"""
+
+from __future__ import annotations
+
+
+class FeatureplaneError(Exception):
+    """Root of every error featureplane raises on purpose."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class DecodeError(FeatureplaneError):
+    """The bytes are not a well-formed featureplane message."""
+
+
+class UnknownEventType(DecodeError):
+    """A type tag that no class is registered for (never resolved from a dotted path)."""
+
+
+class SchemaVersionError(DecodeError):
+    """A message written by newer code than this process runs."""
+
+
+class InvalidRequest(FeatureplaneError):
+    """A request or record that breaks the contract."""
+
+
+class InvalidSpec(InvalidRequest):
+    """A feature repository that does not compile to valid specs."""
+
+
+class NotFound(FeatureplaneError):
+    """Something named by the caller does not exist."""
+
+
+class UnknownWorkspace(NotFound):
+    pass
+
+
+class UnknownFeatureService(NotFound):
+    pass
+
+
+class FlowDenied(FeatureplaneError):
+    """A component tried to send a message on a flow its plane may not use."""
+
+
+class Unavailable(FeatureplaneError):
+    """A dependency did not answer; trying again later may succeed."""
+
+    retriable = True
+
+
+class DeadlineExceeded(Unavailable):
+    """The answer did not arrive within the caller's latency budget."""
+
+
+class StoreError(FeatureplaneError):
+    """A store refused or failed an operation."""

@@ -1,0 +1,143 @@
+"""The registry read model: a pure fold over the control-events topic.
+
+The control plane validates and publishes; the feature server and Rift fold the same events into this
+read model (flow F8), so every component agrees on the definitions without calling one another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from events import control
+from events.envelope import Message
+from events.errors import UnknownFeatureService, UnknownWorkspace
+from events.specs import (
+    EntitySpec,
+    FeatureServiceSpec,
+    FeatureViewSpec,
+    RepoSpec,
+    StreamSourceSpec,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    name: str
+    entities: dict[str, EntitySpec] = field(default_factory=dict)
+    stream_sources: dict[str, StreamSourceSpec] = field(default_factory=dict)
+    feature_views: dict[str, FeatureViewSpec] = field(default_factory=dict)
+    feature_services: dict[str, FeatureServiceSpec] = field(default_factory=dict)
+
+    def join_keys(self, view: FeatureViewSpec) -> tuple[str, ...]:
+        return tuple(key for entity in view.entities for key in self.entities[entity].join_keys)
+
+    def views_of_source(self, source: str) -> list[FeatureViewSpec]:
+        return [v for v in self.feature_views.values() if v.source == source]
+
+    def service(self, name: str) -> FeatureServiceSpec:
+        try:
+            return self.feature_services[name]
+        except KeyError:
+            raise UnknownFeatureService(
+                f"feature service '{name}' does not exist in workspace '{self.name}'"
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """Definitions per workspace, and which applies have completed."""
+
+    workspaces: dict[str, Workspace] = field(default_factory=dict)
+    applied: frozenset[str] = frozenset()
+    rejected: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def workspace(self, name: str) -> Workspace:
+        try:
+            return self.workspaces[name]
+        except KeyError:
+            raise UnknownWorkspace(f"workspace '{name}' does not exist") from None
+
+    def stream_sources(self) -> list[tuple[str, StreamSourceSpec]]:
+        return [(ws.name, s) for ws in self.workspaces.values() for s in ws.stream_sources.values()]
+
+    def apply(self, message: Message[Any]) -> Registry:
+        """The registry after one control event; other events leave it as it is."""
+        body = message.body
+        if isinstance(body, control.RepoApplied):
+            return replace(self, applied=self.applied | {body.apply_id})
+        if isinstance(body, control.RepoRejected):
+            return replace(self, rejected={**self.rejected, body.apply_id: body.errors})
+        name = message.envelope.workspace
+        ws = self.workspaces.get(name) or Workspace(name)
+        if isinstance(body, control.EntityApplied):
+            ws = replace(ws, entities={**ws.entities, body.entity.name: body.entity})
+        elif isinstance(body, control.StreamSourceApplied):
+            ws = replace(ws, stream_sources={**ws.stream_sources, body.source.name: body.source})
+        elif isinstance(body, control.FeatureViewApplied):
+            ws = replace(ws, feature_views={**ws.feature_views, body.feature_view.name: body.feature_view})
+        elif isinstance(body, control.FeatureServiceApplied):
+            svc = body.feature_service
+            ws = replace(ws, feature_services={**ws.feature_services, svc.name: svc})
+        else:
+            return self
+        return replace(self, workspaces={**self.workspaces, name: ws})
+
+    def apply_all(self, messages: Iterable[Message[Any]]) -> Registry:
+        registry = self
+        for message in messages:
+            registry = registry.apply(message)
+        return registry
+
+
+def repo_errors(repo: RepoSpec) -> list[str]:
+    """What is wrong with a repository, as sentences naming the object; empty if it is valid."""
+    errors: list[str] = []
+    kinds: list[tuple[str, Iterable[Any]]] = [
+        ("entity", repo.entities), ("stream source", repo.stream_sources),
+        ("feature view", repo.feature_views), ("feature service", repo.feature_services),
+    ]
+    for kind, objects in kinds:
+        seen: set[str] = set()
+        for obj in objects:
+            if not obj.name.isidentifier():
+                errors.append(f"{kind} '{obj.name}': name must be a Python identifier")
+            if obj.name in seen:
+                errors.append(f"{kind} '{obj.name}' is declared twice")
+            seen.add(obj.name)
+    entities = {e.name for e in repo.entities}
+    sources = {s.name: s for s in repo.stream_sources}
+    views = {v.name for v in repo.feature_views}
+    for source in repo.stream_sources:
+        if source.field(source.timestamp_field) is None:
+            errors.append(f"stream source '{source.name}': timestamp field "
+                          f"'{source.timestamp_field}' is not in its schema")
+    for view in repo.feature_views:
+        errors.extend(_view_errors(view, entities, sources, repo))
+    for service in repo.feature_services:
+        errors.extend(f"feature service '{service.name}': unknown feature view '{name}'"
+                      for name in service.feature_views if name not in views)
+    return errors
+
+
+def _view_errors(view: FeatureViewSpec, entities: set[str], sources: dict[str, StreamSourceSpec],
+                 repo: RepoSpec) -> list[str]:
+    errors: list[str] = []
+    where = f"feature view '{view.name}'"
+    if not view.entities:
+        errors.append(f"{where}: has no entities")
+    errors.extend(f"{where}: unknown entity '{e}'" for e in view.entities if e not in entities)
+    source = sources.get(view.source)
+    if source is None:
+        return [*errors, f"{where}: unknown source '{view.source}'"]
+    join_keys = [k for e in repo.entities if e.name in view.entities for k in e.join_keys]
+    errors.extend(f"{where}: join key '{k}' is not a column of source '{source.name}'"
+                  for k in join_keys if source.field(k) is None)
+    for feature in view.features:
+        if source.field(feature.column) is None:
+            errors.append(f"{where}: feature '{feature.name}' reads column '{feature.column}', "
+                          f"which source '{source.name}' does not have")
+    if not view.features:
+        errors.append(f"{where}: declares no features")
+    return errors

@@ -1,0 +1,75 @@
+"""Hypothesis strategies for featureplane values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import strategies as st
+
+from events import audit, control, data, specs
+from events.flows import Flow
+from events.planes import PLANE_OF, Component
+
+names = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
+text = st.text(max_size=20)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False), text,
+)
+# hypothesis wants naive bounds and adds the zone itself
+times = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1),  # noqa: DTZ001
+                     timezones=st.just(UTC))
+dtypes = st.sampled_from(specs.DType)
+
+fields = st.builds(specs.FieldSpec, names, dtypes)
+entities = st.builds(specs.EntitySpec, names, st.lists(names, min_size=1, max_size=3).map(tuple), text)
+sources = st.builds(specs.StreamSourceSpec, names, names, names, st.lists(fields, max_size=4).map(tuple),
+                    st.sampled_from(specs.RecordFormat), text)
+features = st.builds(specs.FeatureSpec, names, names, dtypes)
+views = st.builds(specs.FeatureViewSpec, names, st.lists(names, max_size=2).map(tuple), names,
+                  st.lists(features, max_size=3).map(tuple), st.booleans(), st.booleans(), text)
+services = st.builds(specs.FeatureServiceSpec, names, st.lists(names, max_size=3).map(tuple), text)
+repos = st.builds(specs.RepoSpec, st.lists(entities, max_size=2).map(tuple),
+                  st.lists(sources, max_size=2).map(tuple), st.lists(views, max_size=2).map(tuple),
+                  st.lists(services, max_size=2).map(tuple))
+
+rows = st.builds(data.FeatureRow, st.lists(scalars, min_size=1, max_size=3).map(tuple), times,
+                 st.dictionaries(names, scalars, max_size=4))
+ranges = st.builds(data.SourceRange, names, st.integers(0, 100), st.integers(0, 2**40), st.integers(0, 2**40))
+lookups = st.builds(data.Lookup, names, st.lists(scalars, min_size=1, max_size=3).map(tuple))
+stored = st.builds(data.StoredRow, rows, names)
+components = st.sampled_from(Component)
+
+
+@st.composite
+def audit_records(draw: st.DrawFn) -> audit.AuditRecord:
+    sender, receiver = draw(components), draw(components)
+    return audit.AuditRecord(
+        draw(names), draw(st.sampled_from(Flow)), draw(st.sampled_from(audit.Outcome)),
+        sender, PLANE_OF[sender], receiver, PLANE_OF[receiver], draw(text), draw(text), draw(text),
+        draw(st.integers(0, 10**6)), draw(st.integers(0, 10**6)), draw(st.integers(0, 10**9)),
+        draw(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)), draw(names),
+        draw(st.integers(-1, 100)), draw(st.integers(-1, 2**40)), draw(st.integers(-1, 2**40)),
+        draw(names), draw(names), draw(times),
+    )
+
+
+bodies = st.one_of(
+    st.builds(control.ApplyRepo, names, repos),
+    st.builds(control.EntityApplied, entities),
+    st.builds(control.StreamSourceApplied, sources),
+    st.builds(control.FeatureViewApplied, views),
+    st.builds(control.FeatureServiceApplied, services),
+    st.builds(control.RepoApplied, names, st.integers(0, 1000)),
+    st.builds(control.RepoRejected, names, st.lists(text, max_size=3).map(tuple)),
+    st.builds(data.WriteOnlineRows, names, st.lists(rows, max_size=3).map(tuple), ranges),
+    st.builds(data.WriteOfflineRows, names, st.lists(names, max_size=2).map(tuple),
+              st.lists(rows, max_size=3).map(tuple), ranges),
+    st.builds(data.ReadOnlineRows, names, st.lists(lookups, max_size=3).map(tuple), names),
+    st.builds(data.OnlineRowsRead, names, names, st.lists(st.none() | stored, max_size=3).map(tuple)),
+    st.builds(data.RecordDeadLettered, text, ranges, st.binary(max_size=64)),
+    audit_records(),
+    st.builds(audit.QueryAuditLog, names, names, st.integers(0, 10_000)),
+    st.builds(audit.AuditLogAnswered, names, names, st.lists(audit_records(), max_size=2).map(tuple),
+              st.integers(0, 10**6)),
+)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from actors.components.control_plane import decide_apply
+from events import control
+from events.codec import CODEC
+from events.errors import UnknownFeatureService, UnknownWorkspace
+from events.planes import Component
+from events.registry import Registry, repo_errors
+from events.specs import DType, EntitySpec, FeatureServiceSpec, FeatureSpec
+from tests.unit.fixtures import REPO, VIEW
+
+
+def _fold(bodies: list[object], workspace: str = "prod") -> Registry:
+    return Registry().apply_all(
+        CODEC.message(b, producer=Component.CONTROL_PLANE, workspace=workspace) for b in bodies)
+
+
+def test_valid_repo_has_no_errors() -> None:
+    assert repo_errors(REPO) == []
+
+
+def test_apply_publishes_each_object_then_closes() -> None:
+    events = decide_apply(control.ApplyRepo("a1", REPO))
+    assert [type(e).__name__ for e in events] == [
+        "EntityApplied", "StreamSourceApplied", "FeatureViewApplied", "FeatureServiceApplied", "RepoApplied"]
+    assert events[-1] == control.RepoApplied("a1", 4)
+
+
+def test_folding_the_published_events_rebuilds_the_repo() -> None:
+    registry = _fold(decide_apply(control.ApplyRepo("a1", REPO)))
+    ws = registry.workspace("prod")
+    assert "a1" in registry.applied
+    assert ws.service("fraud").feature_views == ("user_last",)
+    assert ws.join_keys(ws.feature_views["user_last"]) == ("user_id",)
+    assert [v.name for v in ws.views_of_source("transactions")] == ["user_last"]
+
+
+def test_unknown_workspace_and_service_are_not_found() -> None:
+    registry = _fold(decide_apply(control.ApplyRepo("a1", REPO)))
+    with pytest.raises(UnknownWorkspace, match="staging"):
+        registry.workspace("staging")
+    with pytest.raises(UnknownFeatureService, match="nope"):
+        registry.workspace("prod").service("nope")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: replace(r, entities=()), "unknown entity 'user'"),
+    (lambda r: replace(r, feature_views=(replace(VIEW, entities=()),)), "has no entities"),
+    (lambda r: replace(r, feature_views=(replace(VIEW, source="clicks"),)), "unknown source 'clicks'"),
+    (lambda r: replace(r, feature_views=(replace(VIEW, features=(FeatureSpec("x", "nope", DType.STRING),)),)),
+     "reads column 'nope'"),
+    (lambda r: replace(r, entities=(*r.entities, EntitySpec("user", ("id",)))), "declared twice"),
+    (lambda r: replace(r, feature_services=(FeatureServiceSpec("svc", ("ghost",)),)), "unknown feature view"),
+    (lambda r: replace(r, entities=(EntitySpec("user", ("uid",)),)), "join key 'uid'"),
+    (lambda r: replace(r, entities=(EntitySpec("bad name", ("user_id",)),)), "identifier"),
+])
+def test_invalid_repos_are_rejected_with_the_reason(change: object, message: str) -> None:
+    repo = change(REPO)  # type: ignore[operator]
+    events = decide_apply(control.ApplyRepo("a2", repo))
+    assert len(events) == 1
+    assert isinstance(events[0], control.RepoRejected)
+    assert any(message in e for e in events[0].errors), events[0].errors
+    assert "a2" in _fold(events).rejected
