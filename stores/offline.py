@@ -1,0 +1,438 @@
+"""The offline store: every feature row ever written, as Parquet, for training data (customer plane).
+
+Layout: `root/data/workspace=W/feature_view=FV/date=YYYY-MM-DD/part-<uuid>.parquet` (names
+percent-encoded) and `root/manifest.json`, which lists the committed files, each view's column types and
+the applied offsets. The manifest is the commit point: files are written under a temporary name,
+fsynced and renamed, then the manifest is replaced atomically. A file the manifest does not list is not
+part of the dataset; the writer deletes such orphans (left by a crash) when it opens the store.
+
+Columns of `scan`: the view's join keys, `event_time` (UTC, microseconds), its features in first-seen
+order, `_written_by` (the event id of the write, for lineage). A column's type is fixed by its first
+non-null value; ints widen to floats, any other change is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Literal, Protocol, Self, get_args
+from urllib.parse import quote
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from events.data import Coordinates, FeatureRow, Scalar, WriteOfflineRows
+from events.errors import StoreError
+from stores.offsets import (
+    AppliedOffsets,
+    ClosableStore,
+    applied_from_rows,
+    applied_to_rows,
+    check_format_version,
+    split_applied,
+)
+
+FORMAT_VERSION = 1
+EVENT_TIME = "event_time"
+WRITTEN_BY = "_written_by"
+MANIFEST = "manifest.json"
+
+ColumnType = Literal["null", "bool", "int64", "float64", "string", "timestamp"]
+_COLUMN_TYPES: frozenset[str] = frozenset(get_args(ColumnType))
+_ARROW_TYPES = {
+    "null": pa.null(), "bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64(),
+    "string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"),
+}
+_POLARS_TYPES: dict[str, pl.DataType] = {
+    "null": pl.Null(), "bool": pl.Boolean(), "int64": pl.Int64(), "float64": pl.Float64(),
+    "string": pl.String(), "timestamp": pl.Datetime("us", "UTC"),
+}
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
+
+ViewId = tuple[str, str]  # (workspace, feature view)
+Row = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineWrite:
+    """One consumed offline-write message; `written_by` is its event id, kept in every row (lineage)."""
+
+    coordinates: Coordinates
+    workspace: str
+    write: WriteOfflineRows
+    written_by: str
+
+
+class OfflineStore(Protocol):
+    def append(self, writes: Sequence[OfflineWrite]) -> int:
+        """Append the rows of the writes not applied yet, with their offsets, in one commit; how many."""
+        ...
+
+    def applied_offsets(self) -> dict[tuple[str, int], int]: ...
+
+    def scan(self, workspace: str, feature_view: str) -> pl.LazyFrame:
+        """All committed rows of the view, lazily."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+# --- schemas and rows (shared by both backends) ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ViewSchema:
+    join_keys: tuple[str, ...]
+    columns: Mapping[str, ColumnType]  # join keys, then features in first-seen order
+
+    def frame_types(self) -> dict[str, ColumnType]:
+        keys = {name: self.columns[name] for name in self.join_keys}
+        features = {name: t for name, t in self.columns.items() if name not in keys}
+        return {**keys, EVENT_TIME: "timestamp", **features, WRITTEN_BY: "string"}
+
+
+def _extended_schemas(
+    schemas: Mapping[ViewId, ViewSchema], writes: Sequence[OfflineWrite]
+) -> dict[ViewId, ViewSchema]:
+    """The view schemas once `writes` are appended; StoreError for a row that does not fit."""
+    extended = dict(schemas)
+    for write in writes:
+        if not isinstance(write.written_by, str):
+            raise StoreError(f"written_by is {type(write.written_by).__name__}, not a string")
+        view = (write.workspace, write.write.feature_view)
+        extended[view] = _extended(extended.get(view), write.write)
+    return extended
+
+
+def _extended(schema: ViewSchema | None, write: WriteOfflineRows) -> ViewSchema:
+    join_keys = tuple(write.join_keys)
+    if schema is None:
+        names_ok = all(isinstance(k, str) and k not in (EVENT_TIME, WRITTEN_BY) for k in join_keys)
+        if not names_ok or len(set(join_keys)) != len(join_keys):
+            raise StoreError(f"{write.feature_view} has unusable join keys {join_keys!r}")
+        columns: dict[str, ColumnType] = dict.fromkeys(join_keys, "null")
+    elif schema.join_keys != join_keys:
+        raise StoreError(f"{write.feature_view} has join keys {schema.join_keys}, not {join_keys}")
+    else:
+        columns = dict(schema.columns)
+    for row in write.rows:
+        _check_row(row, join_keys)
+        for name, value in zip(join_keys, row.entity_key, strict=True):
+            columns[name] = _merged(columns[name], _type_of(value), name)
+        for name, value in row.values.items():
+            if not isinstance(name, str) or name in (EVENT_TIME, WRITTEN_BY) or name in join_keys:
+                raise StoreError(f"{write.feature_view} cannot have a feature named {name!r}")
+            columns[name] = _merged(columns.get(name, "null"), _type_of(value), name)
+    return ViewSchema(join_keys, columns)
+
+
+def _check_row(row: FeatureRow, join_keys: tuple[str, ...]) -> None:
+    if not isinstance(row.entity_key, tuple) or len(row.entity_key) != len(join_keys):
+        raise StoreError(f"entity key {row.entity_key!r} does not match join keys {join_keys}")
+    if row.event_time.tzinfo is None or row.event_time.utcoffset() is None:
+        raise StoreError(f"event time {row.event_time} has no time zone")
+
+
+def _type_of(value: Scalar) -> ColumnType:
+    # bool before int: bool is an int subclass.
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise StoreError(f"{value} does not fit in 64 bits")
+        return "int64"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    raise StoreError(f"the offline store cannot hold a {type(value).__name__} value")
+
+
+def _merged(old: ColumnType, new: ColumnType, column: str) -> ColumnType:
+    if new in ("null", old):
+        return old
+    if old == "null":
+        return new
+    if {old, new} == {"int64", "float64"}:
+        return "float64"
+    raise StoreError(f"column {column!r} holds {old} values; {new} does not fit")
+
+
+def _grouped(writes: Sequence[OfflineWrite]) -> dict[tuple[ViewId, date], list[Row]]:
+    """The rows of the writes as column maps, per (view, UTC date of the event time), in write order."""
+    groups: dict[tuple[ViewId, date], list[Row]] = {}
+    for write in writes:
+        view = (write.workspace, write.write.feature_view)
+        for row in write.write.rows:
+            event_time = row.event_time.astimezone(UTC)
+            columns: Row = dict(zip(write.write.join_keys, row.entity_key, strict=True))
+            columns.update(row.values)
+            columns[EVENT_TIME] = event_time
+            columns[WRITTEN_BY] = write.written_by
+            groups.setdefault((view, event_time.date()), []).append(columns)
+    return groups
+
+
+def _column(rows: Sequence[Row], name: str, column_type: ColumnType) -> list[object]:
+    values = [row.get(name) for row in rows]
+    if column_type == "float64":  # ints in a column that widened to floats
+        return [float(v) if isinstance(v, int) else v for v in values]
+    return values
+
+
+def _frame(schema: ViewSchema | None, rows: Sequence[Row]) -> pl.DataFrame:
+    # A view never written has no join keys or features yet: just the columns every view has.
+    types = (schema or ViewSchema((), {})).frame_types()
+    return pl.DataFrame([pl.Series(name, _column(rows, name, t), dtype=_POLARS_TYPES[t])
+                         for name, t in types.items()])
+
+
+def _coordinates_of(write: OfflineWrite) -> Coordinates:
+    return write.coordinates
+
+
+class InMemoryOfflineStore(ClosableStore):
+    def __init__(self) -> None:
+        self._rows: dict[ViewId, list[Row]] = {}
+        self._schemas: dict[ViewId, ViewSchema] = {}
+        self._applied: AppliedOffsets = {}
+
+    def append(self, writes: Sequence[OfflineWrite]) -> int:
+        self._check_open()
+        to_apply, next_offsets = split_applied(writes, self._applied, _coordinates_of)
+        self._schemas = _extended_schemas(self._schemas, to_apply)  # validates before anything changes
+        for (view, _), rows in _grouped(to_apply).items():
+            self._rows.setdefault(view, []).extend(rows)
+        self._applied = next_offsets
+        return len(to_apply)
+
+    def applied_offsets(self) -> dict[tuple[str, int], int]:
+        self._check_open()
+        return dict(self._applied)
+
+    def scan(self, workspace: str, feature_view: str) -> pl.LazyFrame:
+        self._check_open()
+        view = (workspace, feature_view)
+        return _frame(self._schemas.get(view), self._rows.get(view, [])).lazy()
+
+
+# --- Parquet ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    path: str  # relative to the root, POSIX separators
+    workspace: str
+    feature_view: str
+    date: str
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Manifest:
+    files: tuple[_File, ...]
+    schemas: Mapping[ViewId, ViewSchema]
+    applied: Mapping[tuple[str, int], int]
+
+
+_EMPTY = _Manifest((), {}, {})
+
+
+class ParquetOfflineStore(ClosableStore):
+    """One writer per root (an exclusive lock file); any number of `readonly=True` readers."""
+
+    def __init__(self, root: Path, *, readonly: bool = False) -> None:
+        self._root = root
+        self._readonly = readonly
+        self._what = f"offline store {root}"
+        self._lock_fd: int | None = None
+        if not readonly:
+            self._lock_fd = _lock(root, self._what)
+        try:
+            self._manifest = self._load()
+            if not readonly:
+                _remove_orphans(root, {f.path for f in self._manifest.files})
+                if not (root / MANIFEST).exists():
+                    self._commit(self._manifest)  # stamps the format version, so readers can open
+        except BaseException:
+            self.close()
+            raise
+
+    def append(self, writes: Sequence[OfflineWrite]) -> int:
+        self._check_open()
+        if self._readonly:
+            raise StoreError(f"{self._what} is open read-only")
+        to_apply, next_offsets = split_applied(writes, self._manifest.applied, _coordinates_of)
+        if not to_apply:
+            return 0
+        schemas = _extended_schemas(self._manifest.schemas, to_apply)
+        files = [self._write_file(view, day, rows, schemas[view])
+                 for (view, day), rows in _grouped(to_apply).items()]
+        self._commit(_Manifest(self._manifest.files + tuple(files), schemas, next_offsets))
+        return len(to_apply)
+
+    def applied_offsets(self) -> dict[tuple[str, int], int]:
+        self._check_open()
+        return dict(self._current().applied)
+
+    def scan(self, workspace: str, feature_view: str) -> pl.LazyFrame:
+        self._check_open()
+        manifest = self._current()
+        schema = manifest.schemas.get((workspace, feature_view))
+        paths = [self._root / f.path for f in manifest.files
+                 if (f.workspace, f.feature_view) == (workspace, feature_view)]
+        if schema is None or not paths:
+            return _frame(schema, []).lazy()
+        # Listed files only (no globbing, no hive columns); "relaxed" fills columns that older files lack
+        # and widens ints, the casts give every file the view's current types.
+        frames = [pl.scan_parquet(path, hive_partitioning=False, glob=False) for path in paths]
+        return pl.concat(frames, how="diagonal_relaxed").select(
+            pl.col(name).cast(_POLARS_TYPES[t]) for name, t in schema.frame_types().items()
+        )
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
+        super().close()
+
+    def _current(self) -> _Manifest:
+        # A reader sees each commit of the writer as it lands; the writer's own copy is always current.
+        return self._load() if self._readonly else self._manifest
+
+    def _load(self) -> _Manifest:
+        try:
+            text = (self._root / MANIFEST).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            # Without a manifest every data file would look like an orphan: refuse rather than delete.
+            if self._readonly or any((self._root / "data").rglob("part-*.parquet")):
+                raise StoreError(f"{self._what} has no manifest") from None
+            return _EMPTY
+        except OSError as exc:
+            raise StoreError(f"cannot read the manifest of {self._what}: {exc}") from exc
+        return _manifest_from_json(text, self._what)
+
+    def _commit(self, manifest: _Manifest) -> None:
+        payload = json.dumps(_manifest_to_json(manifest), indent=1).encode("utf-8")
+        _write_atomically(self._root / MANIFEST, lambda f: f.write(payload), self._what)
+        self._manifest = manifest
+
+    def _write_file(self, view: ViewId, day: date, rows: list[Row], schema: ViewSchema) -> _File:
+        workspace, feature_view = view
+        relative = (f"data/workspace={quote(workspace, safe='')}/feature_view={quote(feature_view, safe='')}"
+                    f"/date={day.isoformat()}/part-{uuid.uuid4().hex}.parquet")
+        types = schema.frame_types()
+        try:
+            table = pa.table({name: pa.array(_column(rows, name, t), type=_ARROW_TYPES[t])
+                              for name, t in types.items()})
+        except (pa.ArrowException, OverflowError, TypeError) as exc:
+            raise StoreError(f"rows of {feature_view} do not fit its columns: {exc}") from exc
+        path = self._root / relative
+        _make_dirs(path.parent, self._what)
+        _write_atomically(path, lambda f: pq.write_table(table, f), self._what)
+        return _File(relative, workspace, feature_view, day.isoformat(), len(rows))
+
+
+def _manifest_to_json(manifest: _Manifest) -> dict[str, object]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "applied_offsets": applied_to_rows(manifest.applied),
+        "views": [{"workspace": w, "feature_view": fv, "join_keys": list(s.join_keys),
+                   "columns": dict(s.columns)}
+                  for (w, fv), s in manifest.schemas.items()],
+        "files": [dataclasses.asdict(f) for f in manifest.files],
+    }
+
+
+def _manifest_from_json(text: str, what: str) -> _Manifest:
+    try:
+        data = json.loads(text)
+        check_format_version(data.get("format_version"), FORMAT_VERSION, what)
+        schemas: dict[ViewId, ViewSchema] = {}
+        for view in data["views"]:
+            columns = dict(view["columns"])
+            if not set(columns.values()) <= _COLUMN_TYPES:
+                raise StoreError(f"{what} names unknown column types in {columns}")
+            schemas[(view["workspace"], view["feature_view"])] = ViewSchema(tuple(view["join_keys"]), columns)
+        files = tuple(_File(**f) for f in data["files"])
+        return _Manifest(files, schemas, applied_from_rows(data["applied_offsets"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreError(f"the manifest of {what} is malformed: {exc}") from exc
+
+
+def _lock(root: Path, what: str) -> int:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot open {what}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise StoreError(f"{what} is open by another writer") from exc
+    return fd
+
+
+def _remove_orphans(root: Path, committed: set[str]) -> None:
+    """Delete data files no manifest lists: a crash came between their rename and the manifest."""
+    try:
+        # Only names this store writes (parts and their temporaries): anything else is not ours to delete.
+        for path in [*(root / "data").rglob("part-*.parquet"), *(root / "data").rglob(".part-*.tmp")]:
+            if path.is_file() and path.relative_to(root).as_posix() not in committed:
+                path.unlink()
+    except OSError as exc:
+        raise StoreError(f"cannot clean up {root}: {exc}") from exc
+
+
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], what: str) -> None:
+    """Write to a temporary name in the same directory, fsync, rename over `path`, fsync the directory."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        _fsync_dir(path.parent)
+    except (OSError, pa.ArrowException) as exc:
+        temporary.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path.name} in {what}: {exc}") from exc
+
+
+def _make_dirs(directory: Path, what: str) -> None:
+    # Each new directory's entry is fsynced in its parent: a committed file must not vanish with its
+    # directory in a crash.
+    if directory.exists():
+        return
+    _make_dirs(directory.parent, what)
+    try:
+        directory.mkdir()
+        _fsync_dir(directory.parent)
+    except OSError as exc:
+        raise StoreError(f"cannot create {directory} in {what}: {exc}") from exc
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
