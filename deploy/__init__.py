@@ -1,0 +1,1 @@
+"""Deployment: local infrastructure (Kafka broker) and the featureplane CLI."""
