@@ -1,0 +1,71 @@
+"""Building audit records for the messages a component sends or consumes across a plane boundary."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from events.audit import NO_OFFSET, AuditRecord, Outcome, payload_digest
+from events.data import Coordinates, SourceRange
+from events.envelope import Envelope, new_id
+from events.errors import FlowDenied
+from events.flows import Flow, flow_for
+from events.planes import PLANE_OF, Component
+from events.topics import Topic
+
+
+def subject_of(body: Any) -> str:
+    """What a message is about, for audit queries: a feature view, source, service or apply."""
+    for attr in ("feature_view", "feature_service", "source", "entity", "apply_id"):
+        value = getattr(body, attr, None)
+        if isinstance(value, str):
+            return value
+        if value is not None and isinstance(getattr(value, "name", None), str):
+            return str(value.name)
+        if isinstance(value, SourceRange):
+            return value.topic
+    return type(body).__name__
+
+
+def rows_in(body: Any) -> int:
+    for attr in ("rows", "lookups", "records"):
+        value = getattr(body, attr, None)
+        if isinstance(value, tuple):
+            return len(value)
+    return 0
+
+
+def outbound_flow(sender: Component, topic: Topic) -> Flow | None:
+    try:
+        return flow_for(sender, topic.base)
+    except KeyError:
+        raise FlowDenied(f"{sender} may not send on topic {topic.base}: no such flow is declared") from None
+
+
+def audit_sent(sender: Component, topic: Topic, envelope: Envelope, body: Any, payload: bytes,
+               at: Coordinates) -> AuditRecord | None:
+    """The audit record of one message sent on `topic`, or None when it stays inside a plane."""
+    flow = outbound_flow(sender, topic)
+    if flow is None:
+        return None
+    return make_record(
+        flow, sender, topic.consumer, envelope, subject=subject_of(body), message_count=1,
+        row_count=rows_in(body), byte_count=len(payload), digest=payload_digest(payload),
+        topic=at.topic, partition=at.partition, first_offset=at.offset, last_offset=at.offset,
+    )
+
+
+def make_record(flow: Flow, sender: Component, receiver: Component, envelope: Envelope, *, subject: str,
+                message_count: int, row_count: int, byte_count: int, digest: str, topic: str = "",
+                partition: int = NO_OFFSET, first_offset: int = NO_OFFSET,
+                last_offset: int = NO_OFFSET) -> AuditRecord:
+    return AuditRecord(
+        record_id=new_id(), flow=flow, outcome=Outcome.ALLOWED,
+        from_component=sender, from_plane=PLANE_OF[sender],
+        to_component=receiver, to_plane=PLANE_OF[receiver],
+        principal=envelope.principal, workspace=envelope.workspace, subject=subject,
+        message_count=message_count, row_count=row_count, byte_count=byte_count, digest=digest,
+        topic=topic, partition=partition, first_offset=first_offset, last_offset=last_offset,
+        correlation_id=envelope.correlation_id, causation_id=envelope.event_id,
+        occurred_at=datetime.now(UTC),
+    )

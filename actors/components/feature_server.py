@@ -1,0 +1,167 @@
+"""FeatureServer: online retrieval (F1 → F2 → F3 → F4), with no HTTP in it; the gateway hosts it.
+
+A request becomes one read request to the online store, sent in a transaction with the audit records
+of the request (F1) and the read (F2); the online store's reply (F3) is audited by the store; the
+response (F4) is audited once the gateway has its bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from actors.auditing import make_record
+from actors.bus import Bus, TransactionalProducer
+from actors.follower import RegistryFollower
+from actors.outbox import Outbound, publish
+from actors.replies import ReplyRouter
+from events.audit import AuditLogAnswered, AuditRecord, QueryAuditLog
+from events.codec import CODEC, Codec
+from events.data import Lookup, OnlineRowsRead, ReadOnlineRows, Scalar
+from events.envelope import Envelope, Message, new_id, new_message
+from events.errors import InvalidRequest
+from events.flows import Flow
+from events.planes import Component
+from events.registry import Workspace
+from events.specs import DType, FeatureServiceSpec
+from events.topics import AUDIT_QUERIES, AUDIT_REPLIES, ONLINE_READS, ONLINE_REPLIES, TopicNames
+
+
+class FeatureStatus(StrEnum):
+    PRESENT = "PRESENT"
+    MISSING_DATA = "MISSING_DATA"
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRequest:
+    workspace: str
+    feature_service: str
+    join_keys: Mapping[str, Scalar]
+    request_context: Mapping[str, Scalar]
+    principal: str
+    payload: bytes  # the request as received, for the F1 audit record's size and digest
+
+
+@dataclass(frozen=True, slots=True)
+class ServedFeature:
+    name: str
+    value: Scalar
+    dtype: DType
+    status: FeatureStatus
+    event_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServedFeatures:
+    features: tuple[ServedFeature, ...]
+    request: Envelope  # the get-features request as the platform saw it: lineage starts here
+    service: str
+
+
+def plan_lookups(ws: Workspace, service: FeatureServiceSpec,
+                 join_keys: Mapping[str, Scalar]) -> tuple[Lookup, ...]:
+    """One lookup per feature view of the service; InvalidRequest names a missing join key."""
+    lookups = []
+    for view_name in service.feature_views:
+        view = ws.feature_views[view_name]
+        keys = ws.join_keys(view)
+        missing = [k for k in keys if k not in join_keys]
+        if missing:
+            raise InvalidRequest(f"join_key_map is missing {missing}, needed by feature view '{view.name}'")
+        lookups.append(Lookup(view.name, tuple(join_keys[k] for k in keys)))
+    return tuple(lookups)
+
+
+def assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead) -> tuple[ServedFeature, ...]:
+    features: list[ServedFeature] = []
+    for view_name, stored in zip(service.feature_views, reply.rows, strict=True):
+        view = ws.feature_views[view_name]
+        for feature in view.features:
+            name = f"{view.name}.{feature.name}"
+            if stored is None:
+                features.append(ServedFeature(name, None, feature.dtype, FeatureStatus.MISSING_DATA, None))
+            else:
+                value = stored.row.values.get(feature.name)
+                features.append(ServedFeature(name, value, feature.dtype, FeatureStatus.PRESENT,
+                                              stored.row.event_time))
+    return tuple(features)
+
+
+class FeatureServer:
+    component = Component.FEATURE_SERVER
+
+    def __init__(self, bus: Bus, names: TopicNames, replica_id: str, *, read_timeout_s: float,
+                 codec: Codec = CODEC) -> None:
+        self._bus = bus
+        self._names = names
+        self.replica_id = replica_id
+        self._timeout_s = read_timeout_s
+        self._codec = codec
+        self.follower = RegistryFollower(bus, names, codec)
+        self._replies = ReplyRouter(bus, [names.name(ONLINE_REPLIES), names.name(AUDIT_REPLIES)], replica_id,
+                                    codec)
+        self._producer: TransactionalProducer | None = None
+
+    async def start(self) -> None:
+        await self.follower.start()
+        await self._replies.start()
+        self._producer = await self._bus.transactional_producer(
+            f"{self._names.prefix}.feature-server.{self.replica_id}")
+
+    async def close(self) -> None:
+        await self._replies.close()
+        await self.follower.close()
+        if self._producer is not None:
+            await self._producer.close()
+
+    async def get_features(self, request: FeatureRequest) -> ServedFeatures:
+        ws = self.follower.registry.workspace(request.workspace)
+        service = ws.service(request.feature_service)
+        lookups = plan_lookups(ws, service, request.join_keys)
+        received = new_message(None, type_tag="GetFeaturesRequest", schema_version=1,
+                               producer=Component.CUSTOMER_APP, workspace=ws.name,
+                               principal=request.principal).envelope
+        f1 = make_record(Flow.F1, Component.CUSTOMER_APP, self.component, received, subject=service.name,
+                         message_count=1, row_count=len(lookups), byte_count=len(request.payload),
+                         digest=hashlib.sha256(request.payload).hexdigest())
+        read = ReadOnlineRows(new_id(), lookups, self.replica_id)
+        reply = await self._ask(Outbound(ONLINE_READS, self._codec.message(
+            read, producer=self.component, workspace=ws.name, caused_by=received)), read.request_id, [f1])
+        if not isinstance(reply.body, OnlineRowsRead):
+            raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
+        return ServedFeatures(assemble(ws, service, reply.body), received, service.name)
+
+    async def audit_response(self, served: ServedFeatures, payload: bytes) -> None:
+        """Record the F4 flow: the response bytes as they leave for the customer's application."""
+        f4 = make_record(Flow.F4, self.component, Component.CUSTOMER_APP, served.request,
+                         subject=served.service, message_count=1, row_count=len(served.features),
+                         byte_count=len(payload), digest=hashlib.sha256(payload).hexdigest())
+        async with self._producer_or_fail().transaction() as txn:
+            await publish(txn, self._codec, self._names, self.component, [], [f4])
+
+    async def recent_audit(self, limit: int, principal: str) -> AuditLogAnswered:
+        query = QueryAuditLog(new_id(), self.replica_id, limit)
+        message = self._codec.message(query, producer=self.component, workspace="", principal=principal)
+        reply = await self._ask(Outbound(AUDIT_QUERIES, message), query.request_id, [])
+        if not isinstance(reply.body, AuditLogAnswered):
+            raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
+        return reply.body
+
+    async def _ask(self, outbound: Outbound, request_id: str,
+                   extra_audits: list[AuditRecord]) -> Message[Any]:
+        future = self._replies.expect(request_id)
+        try:
+            async with self._producer_or_fail().transaction() as txn:
+                await publish(txn, self._codec, self._names, self.component, [outbound], extra_audits)
+            return await self._replies.wait(request_id, future, self._timeout_s)
+        finally:
+            self._replies.forget(request_id)
+
+    def _producer_or_fail(self) -> TransactionalProducer:
+        if self._producer is None:
+            raise RuntimeError("FeatureServer.start() was not called")
+        return self._producer

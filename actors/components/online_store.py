@@ -1,0 +1,47 @@
+"""OnlineStore shard: applies online writes (F7) and answers read requests (F2 → F3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from actors.outbox import Outbound
+from actors.runtime import Decision, Inbound
+from events.codec import CODEC, Codec
+from events.data import OnlineRowsRead, ReadOnlineRows, WriteOnlineRows
+from events.planes import Component
+from events.topics import ONLINE_READS, ONLINE_REPLIES, ONLINE_WRITES, TopicNames
+from stores.online import OnlineStore, OnlineWrite
+
+
+class OnlineStoreShard:
+    component = Component.ONLINE_STORE
+
+    def __init__(self, names: TopicNames, store: OnlineStore, codec: Codec = CODEC) -> None:
+        self._names = names
+        self._store = store
+        self._codec = codec
+
+    def subscriptions(self) -> Sequence[str]:
+        return [self._names.name(ONLINE_WRITES), self._names.name(ONLINE_READS)]
+
+    async def handle(self, batch: Sequence[Inbound]) -> Decision:
+        writes = [
+            OnlineWrite(i.record.coordinates, i.message.envelope.workspace, i.message.body,
+                        i.message.envelope.event_id)
+            for i in batch if i.message is not None and isinstance(i.message.body, WriteOnlineRows)
+        ]
+        # Writes first: a read that arrives in the same batch as a write sees it (read-after-write).
+        if writes:
+            self._store.apply_writes(writes)
+        outputs: list[Outbound] = []
+        for inbound in batch:
+            message = inbound.message
+            if message is None or not isinstance(message.body, ReadOnlineRows):
+                continue
+            request = message.body
+            rows = self._store.read(message.envelope.workspace, request.lookups)
+            reply = OnlineRowsRead(request.request_id, request.reply_to, tuple(rows))
+            outputs.append(Outbound(ONLINE_REPLIES, self._codec.message(
+                reply, producer=self.component, workspace=message.envelope.workspace,
+                caused_by=message.envelope)))
+        return Decision(outputs)

@@ -1,0 +1,186 @@
+"""RiftWorker: turns raw records of stream-source topics into online and offline writes (F5 → F7).
+
+Parsing and projection are pure functions; the worker only groups a batch by source partition, audits
+what it consumed (F5) and lets the runtime send the writes and their audit records in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+
+from actors.auditing import make_record
+from actors.bus import Record
+from actors.follower import RegistryFollower
+from actors.outbox import Outbound
+from actors.runtime import Decision, Inbound
+from events.audit import AuditRecord
+from events.codec import CODEC, Codec
+from events.data import (
+    FeatureRow,
+    RecordDeadLettered,
+    Scalar,
+    SourceRange,
+    WriteOfflineRows,
+    WriteOnlineRows,
+)
+from events.envelope import Envelope, Message, new_message
+from events.errors import InvalidRequest
+from events.flows import Flow
+from events.planes import Component
+from events.registry import Workspace
+from events.specs import DType, FeatureViewSpec, RecordFormat, StreamSourceSpec
+from events.topics import DEAD_LETTER, OFFLINE_WRITES, ONLINE_WRITES, TopicNames
+
+
+def parse_record(source: StreamSourceSpec, payload: bytes) -> dict[str, Scalar]:
+    """The record's declared fields, typed; InvalidRequest says why a record does not fit."""
+    try:
+        raw = json.loads(payload) if source.record_format is RecordFormat.JSON else msgpack.unpackb(payload)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise InvalidRequest(f"not {source.record_format.value}: {exc}") from exc
+    if isinstance(raw, dict) and isinstance(raw.get("record"), dict):
+        raw = raw["record"]  # the ingest API's {"record": {...}} wrapping
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"a record must be an object, got {type(raw).__name__}")
+    fields = {f.name: _typed(f.name, f.dtype, raw.get(f.name)) for f in source.schema}
+    if fields.get(source.timestamp_field) is None:
+        raise InvalidRequest(f"timestamp field '{source.timestamp_field}' is missing")
+    return fields
+
+
+def _typed(name: str, dtype: DType, value: Any) -> Scalar:
+    if value is None:
+        return None
+    ok = {
+        DType.STRING: isinstance(value, str),
+        DType.INT64: isinstance(value, int) and not isinstance(value, bool),
+        DType.FLOAT64: isinstance(value, int | float) and not isinstance(value, bool),
+        DType.BOOL: isinstance(value, bool),
+        DType.TIMESTAMP: isinstance(value, str | int | float) and not isinstance(value, bool),
+    }[dtype]
+    if not ok:
+        raise InvalidRequest(f"field '{name}' is {type(value).__name__}, expected {dtype.value}")
+    if dtype is DType.FLOAT64:
+        return float(value)
+    if dtype is DType.TIMESTAMP:
+        return parse_timestamp(name, value).isoformat()
+    return value  # type: ignore[no-any-return]
+
+
+def parse_timestamp(name: str, value: str | int | float) -> datetime:
+    """ISO-8601 text (naive means UTC) or epoch seconds; epoch milliseconds are recognised by size."""
+    try:
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value)
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        return datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidRequest(f"field '{name}' is not a timestamp: {value!r}") from exc
+
+
+def project(workspace: Workspace, view: FeatureViewSpec, source: StreamSourceSpec,
+            fields: Mapping[str, Scalar]) -> FeatureRow:
+    keys = workspace.join_keys(view)
+    missing = [k for k in keys if fields.get(k) is None]
+    if missing:
+        raise InvalidRequest(f"join key(s) {missing} missing for feature view '{view.name}'")
+    event_time = parse_timestamp(source.timestamp_field, fields[source.timestamp_field])  # type: ignore[arg-type]
+    return FeatureRow(
+        entity_key=tuple(fields[k] for k in keys),
+        event_time=event_time,
+        values={f.name: fields.get(f.column) for f in view.features},
+    )
+
+
+class RiftWorker:
+    component = Component.RIFT
+
+    def __init__(self, names: TopicNames, follower: RegistryFollower, codec: Codec = CODEC) -> None:
+        self._names = names
+        self._follower = follower
+        self._codec = codec
+
+    def subscriptions(self) -> Sequence[str]:
+        registry = self._follower.registry
+        return sorted({s.topic for ws in registry.workspaces.values()
+                       for s in ws.stream_sources.values() if ws.views_of_source(s.name)})
+
+    async def handle(self, batch: Sequence[Inbound]) -> Decision:
+        by_partition: dict[tuple[str, int], list[Record]] = defaultdict(list)
+        for inbound in batch:
+            by_partition[(inbound.record.topic, inbound.record.partition)].append(inbound.record)
+        decision = Decision()
+        for records in by_partition.values():
+            self._handle_partition(records, decision)
+        return decision
+
+    def _handle_partition(self, records: list[Record], decision: Decision) -> None:
+        topic, partition = records[0].topic, records[0].partition
+        source_range = SourceRange(topic, partition, records[0].offset, records[-1].offset)
+        consumed = self._consumed_envelope(topic)
+        decision.consumed_audits.append(_audit_consumed(records, consumed))
+        readers = self._sources_on(topic)
+        rows: dict[tuple[str, str], list[FeatureRow]] = defaultdict(list)
+        for record in records:
+            try:
+                for ws, src in readers:
+                    fields = parse_record(src, record.value)
+                    for view in ws.views_of_source(src.name):
+                        rows[(ws.name, view.name)].append(project(ws, view, src, fields))
+            except InvalidRequest as exc:
+                decision.outputs.append(self._dead_letter(record, exc.message, consumed))
+        for (ws_name, view_name), view_rows in rows.items():
+            ws = self._follower.registry.workspaces[ws_name]
+            decision.outputs.extend(self._writes(ws, ws.feature_views[view_name], tuple(view_rows),
+                                                 source_range, consumed))
+
+    def _writes(self, ws: Workspace, view: FeatureViewSpec, rows: tuple[FeatureRow, ...],
+                source: SourceRange, consumed: Envelope) -> list[Outbound]:
+        outputs: list[Outbound] = []
+        if view.online:
+            body_on = WriteOnlineRows(view.name, rows, source)
+            outputs.append(Outbound(ONLINE_WRITES, self._message(body_on, ws.name, consumed)))
+        if view.offline:
+            body_off = WriteOfflineRows(view.name, ws.join_keys(view), rows, source)
+            outputs.append(Outbound(OFFLINE_WRITES, self._message(body_off, ws.name, consumed)))
+        return outputs
+
+    def _dead_letter(self, record: Record, reason: str, consumed: Envelope) -> Outbound:
+        body = RecordDeadLettered(reason, SourceRange(record.topic, record.partition, record.offset,
+                                                      record.offset), record.value)
+        return Outbound(DEAD_LETTER, self._message(body, consumed.workspace, consumed))
+
+    def _message(self, body: Any, workspace: str, consumed: Envelope) -> Message[Any]:
+        return self._codec.message(body, producer=self.component, workspace=workspace, caused_by=consumed)
+
+    def _sources_on(self, topic: str) -> list[tuple[Workspace, StreamSourceSpec]]:
+        registry = self._follower.registry
+        return [(ws, s) for ws in registry.workspaces.values() for s in ws.stream_sources.values()
+                if s.topic == topic]
+
+    def _consumed_envelope(self, topic: str) -> Envelope:
+        """A stand-in envelope for a batch of raw source records: they carry no envelope of their own."""
+        sources = self._sources_on(topic)
+        workspace = sources[0][0].name if len(sources) == 1 else ""
+        return new_message(None, type_tag="SourceRecords", schema_version=1,
+                           producer=Component.CUSTOMER_APP, workspace=workspace).envelope
+
+
+def _audit_consumed(records: Sequence[Record], consumed: Envelope) -> AuditRecord:
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(record.value)
+    return make_record(
+        Flow.F5, Component.CUSTOMER_APP, Component.RIFT, consumed, subject=records[0].topic,
+        message_count=len(records), row_count=len(records), byte_count=sum(len(r.value) for r in records),
+        digest=digest.hexdigest(), topic=records[0].topic, partition=records[0].partition,
+        first_offset=records[0].offset, last_offset=records[-1].offset,
+    )

@@ -1,0 +1,66 @@
+"""Read models kept by folding a topic from its beginning (flow F8: definitions reach every plane)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+
+from actors.bus import Bus, Consumer
+from events.codec import CODEC, Codec
+from events.errors import DeadlineExceeded, DecodeError
+from events.registry import Registry
+from events.topics import CONTROL_EVENTS, TopicNames
+
+
+class RegistryFollower:
+    """Keeps `registry` up to date with the control-events topic, in a background task."""
+
+    def __init__(self, bus: Bus, names: TopicNames, codec: Codec = CODEC) -> None:
+        self._bus = bus
+        self._names = names
+        self._codec = codec
+        self.registry = Registry()
+        self._changed = asyncio.Condition()
+        self._consumer: Consumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._log = structlog.get_logger().bind(read_model="registry")
+
+    async def start(self) -> None:
+        self._consumer = await self._bus.reader([self._names.name(CONTROL_EVENTS)], "earliest")
+        self._task = asyncio.create_task(self._follow(self._consumer), name="registry-follower")
+
+    async def wait_for(self, predicate: Callable[[Registry], bool], timeout_s: float) -> Registry:
+        """The registry once `predicate` holds; DeadlineExceeded if it does not within `timeout_s`."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: predicate(self.registry)), timeout_s)
+            except TimeoutError:
+                raise DeadlineExceeded(f"the registry did not reach the expected state in {timeout_s}s") from None
+        return self.registry
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.close()
+
+    async def _follow(self, consumer: Consumer) -> None:
+        while True:
+            records = await consumer.poll(500, 1000)
+            if not records:
+                continue
+            registry = self.registry
+            for record in records:
+                try:
+                    registry = registry.apply(self._codec.decode(record.value))
+                except DecodeError as exc:
+                    # The control plane wrote it; a reader cannot fix it, only report it.
+                    self._log.error("undecodable_control_event", offset=record.offset, error=str(exc))
+            async with self._changed:
+                self.registry = registry
+                self._changed.notify_all()

@@ -1,0 +1,106 @@
+"""ComponentHost: runs one consuming component in its own process (a Ray actor, via deploy).
+
+The host builds the component's bus client, its own store and its runtime, and runs the runtime's
+loop as a task. It is a plain class: the deploy module applies `ray.remote` to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from enum import StrEnum
+from typing import Any
+
+from actors.components.audit_log import AuditLog
+from actors.components.control_plane import ControlPlane
+from actors.components.offline_store import OfflineStoreWriter
+from actors.components.online_store import OnlineStoreShard
+from actors.components.rift import RiftWorker
+from actors.follower import RegistryFollower
+from actors.kafka_bus import KafkaBus
+from actors.logs import configure_logging
+from actors.runtime import ComponentRuntime, Handler
+from actors.settings import Settings
+from events.topics import PLATFORM_TOPICS
+from stores.audit_log import LmdbAuditStore
+from stores.offline import ParquetOfflineStore
+from stores.online import LmdbOnlineStore
+
+
+class ComponentKind(StrEnum):
+    CONTROL_PLANE = "control_plane"
+    AUDIT_LOG = "audit_log"
+    RIFT = "rift"
+    ONLINE_STORE = "online_store"
+    OFFLINE_STORE = "offline_store"
+
+
+async def ensure_platform_topics(bus: KafkaBus, settings: Settings) -> None:
+    await bus.ensure_topics({settings.topics.name(t): t.partitions for t in PLATFORM_TOPICS})
+
+
+class ComponentHost:
+    def __init__(self) -> None:
+        self._runtime: ComponentRuntime | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._closers: list[Any] = []
+        self._kind = ""
+        self._instance = ""
+
+    async def start(self, settings: Settings, kind: ComponentKind, instance: int = 0) -> None:
+        self._kind, self._instance = kind.value, f"{kind.value}-{instance}"
+        configure_logging(kind.value, json=settings.log_json)
+        bus = KafkaBus(settings.bootstrap_servers, client_id=self._instance)
+        self._closers.append(bus)
+        await ensure_platform_topics(bus, settings)
+        handler = await self._handler(settings, kind, bus)
+        self._runtime = ComponentRuntime(bus, settings.topics, handler, instance_id=self._instance,
+                                         group_id=f"{settings.topic_prefix}.{kind.value}")
+        await self._runtime.start()
+        self._closers.insert(0, self._runtime)
+        self._task = asyncio.create_task(self._runtime.run(self._stop), name=self._instance)
+
+    async def _handler(self, settings: Settings, kind: ComponentKind, bus: KafkaBus) -> Handler:
+        names = settings.topics
+        store_dir = settings.store_dir(self._instance)
+        if kind is ComponentKind.CONTROL_PLANE:
+            return ControlPlane(names)
+        if kind is ComponentKind.RIFT:
+            follower = RegistryFollower(bus, names)
+            await follower.start()
+            self._closers.insert(0, follower)
+            return RiftWorker(names, follower)
+        if kind is ComponentKind.ONLINE_STORE:
+            online = LmdbOnlineStore(store_dir)
+            self._closers.append(online)
+            return OnlineStoreShard(names, online)
+        if kind is ComponentKind.OFFLINE_STORE:
+            offline = ParquetOfflineStore(store_dir)
+            self._closers.append(offline)
+            return OfflineStoreWriter(names, offline)
+        audit = LmdbAuditStore(store_dir)
+        self._closers.append(audit)
+        return AuditLog(names, audit)
+
+    async def health(self) -> dict[str, Any]:
+        runtime = self._runtime
+        alive = self._task is not None and not self._task.done()
+        return {
+            "component": self._kind, "instance": self._instance, "alive": alive,
+            "batches": runtime.batches if runtime else 0, "records": runtime.records if runtime else 0,
+            "failures": runtime.failures if runtime else 0,
+        }
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for closer in self._closers:
+            result = closer.close()
+            if asyncio.iscoroutine(result):
+                await result
+        self._closers.clear()

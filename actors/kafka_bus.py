@@ -1,0 +1,179 @@
+"""The Kafka bus: the only module that imports aiokafka.
+
+Producers are idempotent with acks=all; consumers read committed data only and never auto-commit, so
+offsets move only inside a transaction together with the outputs they caused (DESIGN: "Exactly once").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from actors.bus import Outgoing, Record, StartAt
+from events.data import Coordinates
+from events.errors import Unavailable
+
+# How long a new topic may take to show up in a consumer's metadata.
+_METADATA_MAX_AGE_MS = 3_000
+
+
+class KafkaTransaction:
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+
+    async def send_all(self, messages: Sequence[Outgoing]) -> list[Coordinates]:
+        return await _send_all(self._producer, messages)
+
+    async def commit_offsets(self, offsets: Mapping[tuple[str, int], int], group_id: str) -> None:
+        if offsets:
+            tps = {TopicPartition(t, p): o for (t, p), o in offsets.items()}
+            await self._producer.send_offsets_to_transaction(tps, group_id)
+
+
+class KafkaTransactionalProducer:
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        # aiokafka allows one open transaction per producer; concurrent tasks take turns.
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[KafkaTransaction]:
+        async with self._lock, self._producer.transaction():
+            yield KafkaTransaction(self._producer)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._producer.stop()
+
+
+class KafkaConsumer:
+    def __init__(self, consumer: AIOKafkaConsumer, group_id: str | None) -> None:
+        self._consumer = consumer
+        self.group_id = group_id
+        self._closed = False
+
+    async def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
+        if not self._consumer.subscription() and not self._consumer.assignment():
+            # aiokafka would wait for an assignment forever; a poll must return within its timeout.
+            await asyncio.sleep(timeout_ms / 1000)
+            return []
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return [
+            Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+            for records in batches.values()
+            for r in records
+        ]
+
+    async def subscribe(self, topics: Sequence[str]) -> None:
+        self._consumer.subscribe(topics=list(topics))
+
+    async def rewind(self, positions: Mapping[tuple[str, int], int]) -> None:
+        for (topic, partition), offset in positions.items():
+            self._consumer.seek(TopicPartition(topic, partition), offset)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._consumer.stop()
+
+
+class KafkaBus:
+    """Creates clients for one broker (or cluster); `close()` stops the ones it keeps itself."""
+
+    def __init__(self, bootstrap_servers: str, client_id: str = "featureplane") -> None:
+        self._bootstrap = bootstrap_servers
+        self._client_id = client_id
+        self._plain: AIOKafkaProducer | None = None
+
+    async def ensure_topics(self, topics: Mapping[str, int]) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
+        await _start(admin)
+        try:
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
+            if missing:
+                # Another component may create one first: that is what we wanted.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(missing)
+        finally:
+            await admin.close()
+
+    async def group_consumer(self, topics: Sequence[str], group_id: str) -> KafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            *topics, **self._consumer_options(), group_id=group_id, auto_offset_reset="earliest",
+        )
+        await _start(consumer)
+        return KafkaConsumer(consumer, group_id)
+
+    async def reader(self, topics: Sequence[str], start: StartAt) -> KafkaConsumer:
+        # Without a group, a subscription is assigned every partition of its topics, new ones included.
+        consumer = AIOKafkaConsumer(*topics, **self._consumer_options(), group_id=None, auto_offset_reset=start)
+        await _start(consumer)
+        await _wait_assigned(consumer, set(topics))
+        for tp in consumer.assignment():  # resolve positions now, so nothing sent after this call is missed
+            await consumer.position(tp)
+        return KafkaConsumer(consumer, None)
+
+    async def transactional_producer(self, transactional_id: str) -> KafkaTransactionalProducer:
+        producer = AIOKafkaProducer(
+            **self._producer_options(), transactional_id=transactional_id,
+        )
+        await _start(producer)
+        return KafkaTransactionalProducer(producer)
+
+    async def send(self, messages: Sequence[Outgoing]) -> list[Coordinates]:
+        if self._plain is None:
+            self._plain = AIOKafkaProducer(**self._producer_options())
+            await _start(self._plain)
+        return await _send_all(self._plain, messages)
+
+    async def close(self) -> None:
+        if self._plain is not None:
+            plain, self._plain = self._plain, None
+            await plain.stop()
+
+    def _producer_options(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self._bootstrap, "client_id": self._client_id,
+            "enable_idempotence": True, "acks": "all", "linger_ms": 1,
+            "max_request_size": 4 * 1024 * 1024,
+        }
+
+    def _consumer_options(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self._bootstrap, "client_id": self._client_id,
+            "isolation_level": "read_committed", "enable_auto_commit": False,
+            "metadata_max_age_ms": _METADATA_MAX_AGE_MS, "fetch_max_wait_ms": 50,
+        }
+
+
+async def _send_all(producer: AIOKafkaProducer, messages: Sequence[Outgoing]) -> list[Coordinates]:
+    # Queue every message first, then wait: the batch goes out in as few requests as possible.
+    futures = [await producer.send(m.topic, value=m.value, key=m.key) for m in messages]
+    metadata = await asyncio.gather(*futures)
+    return [Coordinates(md.topic, md.partition, md.offset) for md in metadata]
+
+
+async def _wait_assigned(consumer: AIOKafkaConsumer, topics: set[str], timeout_s: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while {tp.topic for tp in consumer.assignment()} != topics:
+        if asyncio.get_running_loop().time() > deadline:
+            await consumer.stop()
+            raise Unavailable(f"topics {sorted(topics)} got no partitions within {timeout_s}s; do they exist?")
+        await asyncio.sleep(0.05)
+
+
+async def _start(client: Any) -> None:
+    try:
+        await client.start()
+    except (KafkaConnectionError, KafkaError) as exc:
+        raise Unavailable(f"Kafka is not reachable: {exc}") from exc

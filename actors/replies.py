@@ -1,0 +1,75 @@
+"""Request/reply over Kafka for the feature server: replies are matched to waiting requests by id."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from actors.bus import Bus, Consumer
+from events.codec import CODEC, Codec
+from events.envelope import Message
+from events.errors import DeadlineExceeded, DecodeError
+
+
+class ReplyRouter:
+    """Reads reply topics from their end and resolves the future of each request this replica sent."""
+
+    def __init__(self, bus: Bus, topics: Sequence[str], replica_id: str, codec: Codec = CODEC) -> None:
+        self._bus = bus
+        self._topics = list(topics)
+        self.replica_id = replica_id
+        self._codec = codec
+        self._pending: dict[str, asyncio.Future[Message[Any]]] = {}
+        self._consumer: Consumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._log = structlog.get_logger().bind(replica=replica_id)
+
+    async def start(self) -> None:
+        # Positioned at the end before any request goes out, so no reply can be missed.
+        self._consumer = await self._bus.reader(self._topics, "latest")
+        self._task = asyncio.create_task(self._route(self._consumer), name="reply-router")
+
+    def expect(self, request_id: str) -> asyncio.Future[Message[Any]]:
+        future: asyncio.Future[Message[Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        return future
+
+    async def wait(self, request_id: str, future: asyncio.Future[Message[Any]],
+                   timeout_s: float) -> Message[Any]:
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise DeadlineExceeded(f"no reply to request {request_id} within {timeout_s}s") from None
+
+    def forget(self, request_id: str) -> None:
+        """Stop waiting for `request_id` (answered, timed out or never sent)."""
+        future = self._pending.pop(request_id, None)
+        if future is not None and not future.done():
+            future.cancel()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.close()
+
+    async def _route(self, consumer: Consumer) -> None:
+        while True:
+            for record in await consumer.poll(200, 1000):
+                try:
+                    message = self._codec.decode(record.value)
+                except DecodeError as exc:
+                    self._log.error("undecodable_reply", topic=record.topic, offset=record.offset,
+                                    error=str(exc))
+                    continue
+                if getattr(message.body, "reply_to", None) != self.replica_id:
+                    continue
+                future = self._pending.get(message.body.request_id)
+                if future is not None and not future.done():
+                    future.set_result(message)

@@ -1,0 +1,174 @@
+"""The runtime every consuming component runs: consume → decode → policy → one Kafka transaction.
+
+For each batch the runtime sends the policy's outputs, **their audit records** and the consumed offsets
+in a single transaction, so there is no cross-plane flow without an audit record and no audit record
+without a flow. If anything fails the transaction aborts, the consumer rewinds to the batch's first
+offsets and the batch is processed again; stores skip what they already applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from actors.bus import Bus, Consumer, Record, TransactionalProducer
+from actors.outbox import Outbound, publish
+from events.audit import AuditRecord
+from events.codec import CODEC, Codec
+from events.data import RecordDeadLettered, SourceRange
+from events.envelope import Message
+from events.errors import DecodeError
+from events.planes import Component
+from events.topics import DEAD_LETTER, TopicNames
+
+_RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A consumed record; `message` is set for platform topics, None for raw source records."""
+
+    record: Record
+    message: Message[Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outputs: list[Outbound] = field(default_factory=list)
+    # audit records for cross-plane messages the component consumed (e.g. F5 source records)
+    consumed_audits: list[AuditRecord] = field(default_factory=list)
+
+
+class Handler(Protocol):
+    """A component's policy, behind the runtime that does its I/O."""
+
+    component: Component
+
+    def subscriptions(self) -> Sequence[str]:
+        """The topic names to consume now; the runtime re-subscribes when this changes."""
+        ...
+
+    async def handle(self, batch: Sequence[Inbound]) -> Decision: ...
+
+
+class ComponentRuntime:
+    def __init__(self, bus: Bus, names: TopicNames, handler: Handler, *, instance_id: str,
+                 group_id: str, codec: Codec = CODEC, max_records: int = 1000) -> None:
+        self._bus = bus
+        self._names = names
+        self._handler = handler
+        self._instance_id = instance_id
+        self._group_id = group_id
+        self._codec = codec
+        self._max_records = max_records
+        self._consumer: Consumer | None = None
+        self._producer: TransactionalProducer | None = None
+        self._subscribed: tuple[str, ...] = ()
+        self._log = structlog.get_logger().bind(component=str(handler.component), instance=instance_id)
+        self.batches = 0
+        self.records = 0
+        self.failures = 0
+
+    async def start(self) -> None:
+        topics = tuple(self._handler.subscriptions())
+        self._consumer = await self._bus.group_consumer(topics, self._group_id)
+        self._subscribed = topics
+        self._producer = await self._bus.transactional_producer(f"{self._group_id}.{self._instance_id}")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process batches until `stop` is set; failures are retried with backoff, never dropped."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self.step()
+                attempt = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - any failure aborts the transaction; the batch is replayed
+                self.failures += 1
+                delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
+                attempt += 1
+                self._log.exception("batch_failed", retry_in_s=delay)
+                await asyncio.sleep(delay)
+
+    async def step(self, timeout_ms: int = 200) -> int:
+        """Consume and process one batch; returns how many records it held."""
+        consumer, producer = self._clients()
+        await self._follow_subscriptions(consumer)
+        records = await consumer.poll(timeout_ms, self._max_records)
+        if not records:
+            return 0
+        try:
+            await self._process(records, producer)
+        except BaseException:
+            await consumer.rewind(_first_offsets(records))
+            raise
+        self.batches += 1
+        self.records += len(records)
+        return len(records)
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.close()
+        if self._producer is not None:
+            await self._producer.close()
+
+    async def _process(self, records: Sequence[Record], producer: TransactionalProducer) -> None:
+        batch: list[Inbound] = []
+        dead: list[Outbound] = []
+        for record in records:
+            if self._names.base_of(record.topic) is None:
+                batch.append(Inbound(record, None))
+                continue
+            try:
+                batch.append(Inbound(record, self._codec.decode(record.value)))
+            except DecodeError as exc:
+                dead.append(self.dead_letter(record, str(exc)))
+        decision = await self._handler.handle(batch) if batch else Decision()
+        outputs = [*decision.outputs, *dead]
+        async with producer.transaction() as txn:
+            await publish(txn, self._codec, self._names, self._handler.component, outputs,
+                          decision.consumed_audits)
+            await txn.commit_offsets(_next_offsets(records), self._group_id)
+
+    def dead_letter(self, record: Record, reason: str) -> Outbound:
+        """An outbound that keeps an unprocessable record, with the reason, on the dead-letter topic."""
+        body = RecordDeadLettered(
+            reason, SourceRange(record.topic, record.partition, record.offset, record.offset), record.value,
+        )
+        message = self._codec.message(body, producer=self._handler.component, workspace="")
+        self._log.warning("record_dead_lettered", topic=record.topic, partition=record.partition,
+                          offset=record.offset, reason=reason)
+        return Outbound(DEAD_LETTER, message)
+
+    async def _follow_subscriptions(self, consumer: Consumer) -> None:
+        wanted = tuple(self._handler.subscriptions())
+        if wanted != self._subscribed:
+            await consumer.subscribe(wanted)
+            self._subscribed = wanted
+            self._log.info("subscribed", topics=list(wanted))
+
+    def _clients(self) -> tuple[Consumer, TransactionalProducer]:
+        if self._consumer is None or self._producer is None:
+            raise RuntimeError("ComponentRuntime.start() was not called")
+        return self._consumer, self._producer
+
+
+def _next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    offsets: dict[tuple[str, int], int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        offsets[key] = max(offsets.get(key, 0), r.offset + 1)
+    return offsets
+
+
+def _first_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    offsets: dict[tuple[str, int], int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        offsets[key] = min(offsets.get(key, r.offset), r.offset)
+    return offsets

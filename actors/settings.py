@@ -1,0 +1,37 @@
+"""The one frozen settings object each featureplane process runs with, validated at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from events.topics import TopicNames
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bootstrap_servers: str
+    state_dir: Path
+    topic_prefix: str = "fp"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    # How long the feature server waits for the online store's answer before it gives up.
+    read_timeout_s: float = 5.0
+    log_json: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers or ":" not in self.bootstrap_servers:
+            raise ValueError(f"bootstrap_servers must be host:port[,host:port], got {self.bootstrap_servers!r}")
+        if not 0 <= self.gateway_port <= 65535:
+            raise ValueError(f"gateway_port {self.gateway_port} is not a TCP port")
+        if self.read_timeout_s <= 0:
+            raise ValueError("read_timeout_s must be positive")
+        TopicNames(self.topic_prefix)  # validates the prefix
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.topic_prefix)
+
+    def store_dir(self, component: str) -> Path:
+        """The component's own storage folder: components never share files."""
+        return self.state_dir / "stores" / self.topic_prefix / component
