@@ -1,0 +1,94 @@
+"""The aiohttp application: routes, body limits and the translation of errors into responses."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from actors.components.feature_server import FeatureServer
+from events.errors import FeatureplaneError, InvalidRequest
+from gateway.errors import error_response, response_for
+from gateway.tecton import parse_get_features, render_get_features
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_AUDIT_LIMIT = 10_000
+# Until principals exist (control-plane issue), every caller is the same anonymous principal.
+ANONYMOUS = "anonymous"
+
+SERVER_KEY = web.AppKey("feature_server", FeatureServer)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dumps(document: Any) -> str:
+    return json.dumps(document, default=_json_default, separators=(",", ":"))
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except FeatureplaneError as error:
+        return response_for(error)
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            return error_response(413, "PAYLOAD_TOO_LARGE", f"the request body exceeds {MAX_BODY_BYTES} bytes")
+        if exc.status >= 400:
+            return error_response(exc.status, exc.reason.upper().replace(" ", "_"), exc.text or exc.reason)
+        raise
+    except Exception:  # noqa: BLE001 - the edge answers 500 with a body, never drops the connection
+        structlog.get_logger().exception("unhandled_request_error", path=request.path)
+        return error_response(500, "INTERNAL", "internal error; see the gateway log")
+
+
+async def get_features(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    payload = await request.read()
+    feature_request, options = parse_get_features(payload, ANONYMOUS)
+    served = await server.get_features(feature_request)
+    body = _dumps(render_get_features(served, options)).encode()
+    await server.audit_response(served, body)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    registry = server.follower.registry
+    return web.json_response({
+        "status": "ok",
+        "replica": server.replica_id,
+        "workspaces": sorted(registry.workspaces),
+    })
+
+
+async def audit_flows(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_AUDIT_LIMIT:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}, got {raw!r}")
+    answer = await request.app[SERVER_KEY].recent_audit(int(raw), ANONYMOUS)
+    document = {"total": answer.total, "records": [dataclasses.asdict(r) for r in answer.records]}
+    return web.Response(text=_dumps(document), content_type="application/json")
+
+
+def create_app(server: FeatureServer) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY_BYTES)
+    app[SERVER_KEY] = server
+    app.router.add_post("/api/v1/feature-service/get-features", get_features)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/v1/audit/flows", audit_flows)
+    return app

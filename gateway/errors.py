@@ -1,0 +1,35 @@
+"""The one place featureplane errors become HTTP statuses, with Tecton-shaped error bodies."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from events.errors import (
+    DeadlineExceeded,
+    FeatureplaneError,
+    FlowDenied,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+)
+
+# Most specific first: the first family an error belongs to decides its status.
+_STATUS: list[tuple[type[FeatureplaneError], int, str]] = [
+    (InvalidRequest, 400, "INVALID_ARGUMENT"),
+    (NotFound, 404, "NOT_FOUND"),
+    (FlowDenied, 403, "PERMISSION_DENIED"),
+    (DeadlineExceeded, 504, "DEADLINE_EXCEEDED"),
+    (Unavailable, 503, "UNAVAILABLE"),
+]
+
+
+def error_response(status: int, error_type: str, message: str) -> web.Response:
+    body = {"requestError": {"errorMessage": message, "errorType": error_type}}
+    return web.json_response(body, status=status)
+
+
+def response_for(error: FeatureplaneError) -> web.Response:
+    for family, status, error_type in _STATUS:
+        if isinstance(error, family):
+            return error_response(status, error_type, error.message)
+    return error_response(500, "INTERNAL", error.message)

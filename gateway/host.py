@@ -1,0 +1,56 @@
+"""FeatureServerHost: the feature server and its HTTP edge in one process (a Ray actor, via deploy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from actors.components.feature_server import FeatureServer
+from actors.kafka_bus import KafkaBus
+from actors.logs import configure_logging
+from actors.settings import Settings
+from gateway.app import create_app
+
+
+class FeatureServerHost:
+    """Plain class; the deploy module makes it a Ray actor. Holds no handle to any other component."""
+
+    def __init__(self) -> None:
+        self._server: FeatureServer | None = None
+        self._runner: web.AppRunner | None = None
+        self._bus: KafkaBus | None = None
+        self.url = ""
+
+    async def start(self, settings: Settings, replica_id: str) -> str:
+        """Start serving; returns the gateway's base URL once it accepts requests."""
+        log = configure_logging("feature_server", json=settings.log_json)
+        self._bus = KafkaBus(settings.bootstrap_servers, client_id=f"feature-server-{replica_id}")
+        self._server = FeatureServer(self._bus, settings.topics, replica_id,
+                                     read_timeout_s=settings.read_timeout_s)
+        await self._server.start()
+        self._runner = web.AppRunner(create_app(self._server), access_log=None)
+        await self._runner.setup()
+        # reuse_port lets several replicas share one port; the kernel spreads connections over them.
+        site = web.TCPSite(self._runner, settings.gateway_host, settings.gateway_port, reuse_port=True)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        log.info("gateway_started", url=self.url)
+        return self.url
+
+    async def health(self) -> dict[str, Any]:
+        registry = self._server.follower.registry if self._server else None
+        return {"component": "feature_server", "url": self.url, "ready": self._server is not None,
+                "workspaces": sorted(registry.workspaces) if registry else []}
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
+        if self._bus is not None:
+            await self._bus.close()
+            self._bus = None
