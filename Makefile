@@ -1,0 +1,50 @@
+# Every target creates and uses the virtual environment in .venv; nothing is installed globally.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FP := $(VENV)/bin/featureplane
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install kafka-jars lint test unit integration demo down status clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "featureplane needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The Kafka broker's jars, from Maven Central into .state/kafka (once; later runs reuse them).
+kafka-jars: $(STAMP)
+	$(PY) -m deploy.kafka fetch
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: install kafka-jars lint
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+integration: install kafka-jars
+	$(PY) -m pytest tests/integration
+
+demo: install kafka-jars
+	$(FP) up
+	$(FP) apply examples/quickstart --workspace prod
+	$(PY) examples/quickstart/demo.py
+	@echo "featureplane is still running; stop it with: make down"
+
+down: $(STAMP)
+	$(FP) down
+
+status: $(STAMP)
+	$(FP) status
+
+clean: down
+	rm -rf .state

@@ -1,0 +1,154 @@
+"""`featureplane up/down/status`: one supervisor process owns the broker, Ray and every actor.
+
+`up` starts the supervisor in the background and returns when the gateway answers; `up --foreground`
+is the supervisor itself (what the container runs). `down` asks it to stop, and it stops the actors,
+Ray and the broker in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from actors.settings import Settings
+from deploy.cluster import init_ray, shutdown_ray, start_deployment
+from deploy.kafka import BrokerConfig, start_broker, stop_broker
+from deploy.runinfo import RunInfo
+
+
+@dataclass(frozen=True, slots=True)
+class UpOptions:
+    state_dir: Path
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    kafka_port: int = 9092
+    external_bootstrap: str | None = None  # use this Kafka instead of starting one (docker compose)
+    topic_prefix: str = "fp"
+    rift_workers: int = 1
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def run_foreground(options: UpOptions) -> int:
+    """Start everything, then wait for SIGTERM/SIGINT and stop everything."""
+    state_dir = options.state_dir.resolve()
+    broker_cfg = BrokerConfig(state_dir, port=options.kafka_port)
+    if options.external_bootstrap:
+        bootstrap = options.external_bootstrap
+    else:
+        _say(f"starting Kafka on 127.0.0.1:{options.kafka_port} ...")
+        bootstrap = start_broker(broker_cfg).bootstrap
+    settings = Settings(bootstrap_servers=bootstrap, state_dir=state_dir, topic_prefix=options.topic_prefix,
+                        gateway_host=options.gateway_host, gateway_port=options.gateway_port,
+                        log_json=not sys.stderr.isatty())
+    _say("starting Ray and the actors ...")
+    init_ray(state_dir, log_to_driver=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    deployment = await start_deployment(settings, rift_workers=options.rift_workers)
+    info = RunInfo(os.getpid(), bootstrap, deployment.gateway_url, options.topic_prefix, str(state_dir),
+                   str(log_path(state_dir)))
+    info.write()
+    _say(f"featureplane is up: gateway {deployment.gateway_url}, Kafka {bootstrap}")
+    try:
+        await stop.wait()
+    finally:
+        _say("stopping ...")
+        RunInfo.remove(state_dir)
+        await deployment.stop()
+        shutdown_ray()
+        if not options.external_bootstrap:
+            stop_broker(broker_cfg)
+    return 0
+
+
+def log_path(state_dir: Path) -> Path:
+    return state_dir / "run" / "featureplane.log"
+
+
+def gateway_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def start_background(options: UpOptions, argv: list[str], timeout_s: float = 300) -> RunInfo:
+    """Start the supervisor detached and wait until its gateway answers; show progress meanwhile."""
+    state_dir = options.state_dir.resolve()
+    running = RunInfo.read(state_dir)
+    if running is not None and pid_alive(running.pid):
+        _say(f"featureplane is already up (pid {running.pid})")
+        return running
+    RunInfo.remove(state_dir)
+    log = log_path(state_dir)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", *argv, "--foreground"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"featureplane exited with code {process.returncode} while starting; "
+                               f"see {log}:\n{_tail(log)}")
+        info = RunInfo.read(state_dir)
+        if info is not None and info.pid == process.pid and gateway_ready(info.gateway_url):
+            return info
+        _say(f"  waiting for featureplane to be ready ... {time.monotonic() - started:.0f}s")
+        time.sleep(2)
+    process.terminate()
+    raise RuntimeError(f"featureplane was not ready within {timeout_s:.0f}s; see {log}")
+
+
+def stop_background(state_dir: Path, timeout_s: float = 90) -> bool:
+    """Stop the supervisor (which stops everything else); returns whether one was running."""
+    info = RunInfo.read(state_dir.resolve())
+    if info is None or not pid_alive(info.pid):
+        stopped_broker = stop_broker(BrokerConfig(state_dir.resolve()))
+        RunInfo.remove(state_dir.resolve())
+        return stopped_broker
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if pid_alive(info.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(info.pid, signal.SIGKILL)
+        stop_broker(BrokerConfig(state_dir.resolve()))
+    RunInfo.remove(state_dir.resolve())
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) still answers signal 0; /proc tells the difference.
+    with contextlib.suppress(OSError):
+        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
+    return True
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""

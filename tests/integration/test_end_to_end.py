@@ -1,0 +1,145 @@
+"""End to end: events produced by a plain Kafka producer come back through get-features over HTTP,
+land in the offline Parquet store, and every cross-plane message has exactly one audit record."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from deploy.client import Connection, apply_repo
+from deploy.cluster import Deployment
+from events.audit import AuditRecord
+from events.codec import CODEC
+from events.data import RecordDeadLettered
+from events.flows import Flow
+from events.topics import (
+    AUDIT_QUERIES,
+    AUDIT_REPLIES,
+    CONTROL_EVENTS,
+    DEAD_LETTER,
+    OFFLINE_WRITES,
+    ONLINE_READS,
+    ONLINE_REPLIES,
+    ONLINE_WRITES,
+)
+from stores.audit_log import LmdbAuditStore
+from stores.offline import ParquetOfflineStore
+from tests.integration.helpers import eventually, get_features, produce_plain, read_topic, write_repo
+
+pytestmark = pytest.mark.integration
+
+WS = "prod"
+EVENTS = [
+    {"user_id": "u1", "ts": "2026-11-26T09:00:00Z", "amount": 12.5, "merchant": "bakery"},
+    {"user_id": "u2", "ts": "2026-11-26T09:01:00Z", "amount": 250.0, "merchant": "electronics"},
+    {"user_id": "u1", "ts": "2026-11-26T09:05:00Z", "amount": 42.0, "merchant": "books"},
+    # arrives last but happened first: must not replace u2's newer value online
+    {"user_id": "u2", "ts": "2026-11-26T08:59:00Z", "amount": 99.0, "merchant": "late"},
+]
+MALFORMED = [b"{not json", json.dumps({"user_id": "u3", "ts": "2026-11-26T09:00:00Z", "amount": "lots"}).encode()]
+
+
+async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audited(
+        deployment: Deployment, kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = deployment.settings
+    names = settings.topics
+    topic = f"{settings.topic_prefix}-transactions-{uuid.uuid4().hex[:6]}"
+    conn = Connection(kafka_bootstrap, names, deployment.gateway_url)
+    applied = await apply_repo(conn, write_repo(tmp_path / "repo", topic), WS, timeout_s=60)
+    assert applied.object_count == 4
+
+    payloads = [json.dumps(e).encode() for e in EVENTS[:2]] + MALFORMED + [json.dumps(e).encode() for e in EVENTS[2:]]
+    await produce_plain(kafka_bootstrap, topic, payloads)
+
+    url = deployment.gateway_url
+    async with aiohttp.ClientSession() as http:
+        async def latest_u1() -> Any:
+            status, body = await get_features(http, url, WS, "fraud", {"user_id": "u1"})
+            return body if status == 200 and body["result"]["features"][0] == 42.0 else None
+
+        body = await eventually(latest_u1, 60, "u1's latest transaction to be served")
+        assert body["result"]["features"] == [42.0, "books"]
+        assert [f["name"] for f in body["metadata"]["features"]] == ["user_last.last_amount", "user_last.merchant"]
+        assert {f["status"] for f in body["metadata"]["features"]} == {"PRESENT"}
+
+        status, body = await get_features(http, url, WS, "fraud", {"user_id": "u2"})
+        assert status == 200
+        assert body["result"]["features"] == [250.0, "electronics"]  # the late, older event did not win
+
+        status, body = await get_features(http, url, WS, "fraud", {"user_id": "nobody"})
+        assert status == 200
+        assert body["result"]["features"] == [None, None]
+        assert {f["status"] for f in body["metadata"]["features"]} == {"MISSING_DATA"}
+
+        # the offline store has every valid event, as Parquet rows
+        offline_dir = settings.store_dir("offline_store-0")
+
+        async def offline_rows() -> Any:
+            with ParquetOfflineStore(offline_dir, readonly=True) as store:
+                frame = store.scan(WS, "user_last").collect()
+            return frame if frame.height == len(EVENTS) else None
+
+        frame = await eventually(offline_rows, 30, "all valid events in the offline store")
+        got = sorted(zip(frame["user_id"].to_list(), frame["last_amount"].to_list(), strict=True))
+        assert got == sorted((e["user_id"], e["amount"]) for e in EVENTS)
+
+    # malformed records went to the dead-letter topic with the reason; processing went on
+    dead = [CODEC.decode(r.value).body for r in await read_topic(kafka_bootstrap, names.name(DEAD_LETTER))]
+    assert all(isinstance(d, RecordDeadLettered) for d in dead)
+    assert sorted(d.payload for d in dead) == sorted(MALFORMED)
+    assert any("expected float64" in d.reason for d in dead)
+
+    await _assert_every_flow_audited_exactly_once(deployment, kafka_bootstrap, topic, len(payloads))
+
+
+async def _assert_every_flow_audited_exactly_once(deployment: Deployment, bootstrap: str, source_topic: str,
+                                                  source_messages: int) -> None:
+    names = deployment.settings.topics
+    data_topics = {
+        Flow.F2: [ONLINE_READS], Flow.F3: [ONLINE_REPLIES], Flow.F7: [ONLINE_WRITES, OFFLINE_WRITES, DEAD_LETTER],
+        Flow.F8: [CONTROL_EVENTS, AUDIT_REPLIES], Flow.F9: [AUDIT_QUERIES],
+    }
+    messages: dict[Flow, set[tuple[str, int, int]]] = {}
+    for flow, topics in data_topics.items():
+        coords: set[tuple[str, int, int]] = set()
+        for t in topics:
+            coords |= {(r.topic, r.partition, r.offset) for r in await read_topic(bootstrap, names.name(t))}
+        messages[flow] = coords
+    assert messages[Flow.F2]
+    assert messages[Flow.F3]
+    assert messages[Flow.F7]
+    assert messages[Flow.F8]
+
+    audit_dir = deployment.settings.store_dir("audit_log-0")
+    expected_kafka = sum(len(c) for c in messages.values())
+
+    async def all_audited() -> list[AuditRecord] | None:
+        with LmdbAuditStore(audit_dir, readonly=True) as store:
+            records = [CODEC.decode(link.record).body for link in store.links()]
+            assert store.verify() is None, "the audit hash chain does not verify"
+        kafka_audited = sum(1 for r in records if r.flow in data_topics)
+        f5 = sum(r.message_count for r in records if r.flow is Flow.F5)
+        return records if kafka_audited >= expected_kafka and f5 >= source_messages else None
+
+    records = await eventually(all_audited, 30, "every data message to be audited")
+    for flow, coords in messages.items():
+        audited = [(r.topic, r.partition, r.first_offset) for r in records if r.flow is flow]
+        assert Counter(audited) == Counter(coords), f"{flow}: audited messages differ from the data messages"
+    f5 = [r for r in records if r.flow is Flow.F5]
+    assert all(r.topic == source_topic for r in f5)
+    covered = Counter(o for r in f5 for o in range(r.first_offset, r.last_offset + 1))
+    assert sum(covered.values()) == source_messages
+    assert set(covered.values()) == {1}
+    # the HTTP edge: one F1 record per request served, one F4 per response, same request ids
+    f1 = Counter(r.causation_id for r in records if r.flow is Flow.F1)
+    f4 = Counter(r.causation_id for r in records if r.flow is Flow.F4)
+    assert f1
+    assert f1 == f4
+    assert len(f1) == len(messages[Flow.F2])  # every request asked the online store once
+    assert all(r.digest and r.byte_count > 0 for r in records)
