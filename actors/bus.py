@@ -70,6 +70,14 @@ class Consumer(Protocol):
         """Consume again from these offsets (after an aborted transaction)."""
         ...
 
+    async def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset this consumer will read, per assigned partition."""
+        ...
+
+    async def end_offsets(self) -> dict[tuple[str, int], int]:
+        """The offset after the last committed message, per assigned partition (the last stable offset)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -26,6 +26,8 @@ class RegistryFollower:
         self._changed = asyncio.Condition()
         self._consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
+        # Positions whose records are all folded into `registry` (not merely fetched).
+        self._folded_to: dict[tuple[str, int], int] = {}
         self._log = structlog.get_logger().bind(read_model="registry")
 
     async def start(self) -> None:
@@ -41,6 +43,17 @@ class RegistryFollower:
                 raise DeadlineExceeded(f"the registry did not reach the expected state in {timeout_s}s") from None
         return self.registry
 
+    async def sync(self, timeout_s: float) -> Registry:
+        """The registry once it holds every control event committed before this call (read-your-writes)."""
+        if self._consumer is None:
+            raise RuntimeError("RegistryFollower.start() was not called")
+        ends = await self._consumer.end_offsets()
+
+        def caught_up(_: Registry) -> bool:
+            return all(self._folded_to.get(tp, 0) >= end for tp, end in ends.items())
+
+        return await self.wait_for(caught_up, timeout_s)
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -52,7 +65,12 @@ class RegistryFollower:
     async def _follow(self, consumer: Consumer) -> None:
         while True:
             records = await consumer.poll(500, 1000)
+            positions = await consumer.positions()
             if not records:
+                if positions != self._folded_to:  # e.g. moved past a transaction marker
+                    async with self._changed:
+                        self._folded_to = positions
+                        self._changed.notify_all()
                 continue
             registry = self.registry
             for record in records:
@@ -63,4 +81,5 @@ class RegistryFollower:
                     self._log.error("undecodable_control_event", offset=record.offset, error=str(exc))
             async with self._changed:
                 self.registry = registry
+                self._folded_to = positions
                 self._changed.notify_all()

@@ -80,6 +80,14 @@ class KafkaConsumer:
         for (topic, partition), offset in positions.items():
             self._consumer.seek(TopicPartition(topic, partition), offset)
 
+    async def positions(self) -> dict[tuple[str, int], int]:
+        return {(tp.topic, tp.partition): await self._consumer.position(tp) for tp in self._consumer.assignment()}
+
+    async def end_offsets(self) -> dict[tuple[str, int], int]:
+        # For a read_committed consumer the broker answers with the last stable offset.
+        ends = await self._consumer.end_offsets(list(self._consumer.assignment()))
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True

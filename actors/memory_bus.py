@@ -105,6 +105,12 @@ class MemoryConsumer:
         for (topic, _), offset in positions.items():
             self._positions[topic] = offset
 
+    async def positions(self) -> dict[tuple[str, int], int]:
+        return {(topic, 0): position for topic, position in self._positions.items() if topic in self._topics}
+
+    async def end_offsets(self) -> dict[tuple[str, int], int]:
+        return {(topic, 0): len(self._log.topics[topic]) for topic in self._topics}
+
     async def close(self) -> None:
         return None
 

@@ -21,7 +21,7 @@ from events.audit import AuditRecord
 from events.codec import CODEC, Codec
 from events.data import RecordDeadLettered, SourceRange
 from events.envelope import Message
-from events.errors import DecodeError
+from events.errors import DecodeError, FeatureplaneError
 from events.planes import Component
 from events.topics import DEAD_LETTER, TopicNames
 
@@ -128,12 +128,36 @@ class ComponentRuntime:
                 batch.append(Inbound(record, self._codec.decode(record.value)))
             except DecodeError as exc:
                 dead.append(self.dead_letter(record, str(exc)))
-        decision = await self._handler.handle(batch) if batch else Decision()
+        decision = await self._decide(batch)
         outputs = [*decision.outputs, *dead]
         async with producer.transaction() as txn:
             await publish(txn, self._codec, self._names, self._handler.component, outputs,
                           decision.consumed_audits)
             await txn.commit_offsets(_next_offsets(records), self._group_id)
+
+    async def _decide(self, batch: Sequence[Inbound]) -> Decision:
+        """The policy's decision; if it refuses the batch for good, each record is retried alone and
+        the ones it still refuses go to the dead-letter topic, so one poison record blocks nothing."""
+        if not batch:
+            return Decision()
+        try:
+            return await self._handler.handle(batch)
+        except FeatureplaneError as exc:
+            if exc.retriable:
+                raise
+            self._log.warning("batch_refused", error=exc.message, records=len(batch))
+        merged = Decision()
+        for inbound in batch:
+            try:
+                one = await self._handler.handle([inbound])
+            except FeatureplaneError as exc:
+                if exc.retriable:
+                    raise
+                merged.outputs.append(self.dead_letter(inbound.record, exc.message))
+                continue
+            merged.outputs.extend(one.outputs)
+            merged.consumed_audits.extend(one.consumed_audits)
+        return merged
 
     def dead_letter(self, record: Record, reason: str) -> Outbound:
         """An outbound that keeps an unprocessable record, with the reason, on the dead-letter topic."""

@@ -89,8 +89,8 @@ def cmd_audit_summary(args: argparse.Namespace) -> int:
         return 1
     print(f"audit log: {body['total']} records; by flow (latest {len(body['records'])}):")
     for flow, entry in client.audit_summary(body["records"]).items():
-        print(f"  {flow}  {entry['route']:<58} records={entry['records']:<5} messages={entry['messages']:<6} "
-              f"rows={entry['rows']:<6} bytes={entry['bytes']}")
+        print(f"  {flow}  records={entry['records']:<5} messages={entry['messages']:<6} rows={entry['rows']:<6} "
+              f"bytes={entry['bytes']:<8} {entry['route']}")
     return 0
 
 

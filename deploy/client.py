@@ -125,13 +125,15 @@ def http_json(url: str, body: dict[str, Any] | None = None, timeout_s: float = 1
 def audit_summary(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Counts per flow: audit records, messages, rows and bytes, and the planes each flow joined."""
     summary: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"records": 0, "messages": 0, "rows": 0, "bytes": 0, "route": ""})
+        lambda: {"records": 0, "messages": 0, "rows": 0, "bytes": 0, "routes": set()})
     for record in records:
         entry = summary[record["flow"]]
         entry["records"] += 1
         entry["messages"] += record["message_count"]
         entry["rows"] += record["row_count"]
         entry["bytes"] += record["byte_count"]
-        entry["route"] = f"{record['from_component']} ({record['from_plane']}) -> " \
-                         f"{record['to_component']} ({record['to_plane']})"
+        entry["routes"].add(f"{record['from_component']} ({record['from_plane']}) -> "
+                            f"{record['to_component']} ({record['to_plane']})")
+    for entry in summary.values():
+        entry["route"] = "; ".join(sorted(entry.pop("routes")))
     return dict(sorted(summary.items()))

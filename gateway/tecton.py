@@ -52,9 +52,11 @@ def parse_get_features(payload: bytes, principal: str) -> tuple[FeatureRequest, 
     params = document.get("params") if isinstance(document, dict) else None
     if not isinstance(params, dict):
         raise InvalidRequest("the request body must be an object with a 'params' object")
+    missing = [f"params.{key}" for key in ("workspace_name", "feature_service_name", "join_key_map")
+               if not _get(params, key)]
+    if missing:
+        raise InvalidRequest(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
     join_keys = _scalar_map(params, "join_key_map")
-    if not join_keys:
-        raise InvalidRequest("params.join_key_map is required")
     options = _get(params, "metadata_options") or {}
     if not isinstance(options, dict):
         raise InvalidRequest("params.metadata_options must be an object")

@@ -54,6 +54,8 @@ def load_repo(folder: Path) -> RepoSpec:
         feature_views=tuple(o.spec() for _, o in found[StreamFeatureView].values()),
         feature_services=tuple(o.spec() for _, o in found[FeatureService].values()),
     )
+    if not any(found.values()):
+        raise InvalidSpec(f"{folder}: declares no entities, sources, feature views or feature services")
     errors = repo_errors(repo)
     if errors:
         raise InvalidSpec(f"{folder}: " + "; ".join(errors))

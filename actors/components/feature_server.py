@@ -23,12 +23,14 @@ from events.audit import AuditLogAnswered, AuditRecord, QueryAuditLog
 from events.codec import CODEC, Codec
 from events.data import Lookup, OnlineRowsRead, ReadOnlineRows, Scalar
 from events.envelope import Envelope, Message, new_id, new_message
-from events.errors import InvalidRequest
+from events.errors import InvalidRequest, NotFound
 from events.flows import Flow
 from events.planes import Component
 from events.registry import Workspace
 from events.specs import DType, FeatureServiceSpec
 from events.topics import AUDIT_QUERIES, AUDIT_REPLIES, ONLINE_READS, ONLINE_REPLIES, TopicNames
+
+REGISTRY_SYNC_TIMEOUT_S = 5.0
 
 
 class FeatureStatus(StrEnum):
@@ -119,8 +121,7 @@ class FeatureServer:
             await self._producer.close()
 
     async def get_features(self, request: FeatureRequest) -> ServedFeatures:
-        ws = self.follower.registry.workspace(request.workspace)
-        service = ws.service(request.feature_service)
+        ws, service = await self._resolve(request.workspace, request.feature_service)
         lookups = plan_lookups(ws, service, request.join_keys)
         received = new_message(None, type_tag="GetFeaturesRequest", schema_version=1,
                                producer=Component.CUSTOMER_APP, workspace=ws.name,
@@ -134,6 +135,17 @@ class FeatureServer:
         if not isinstance(reply.body, OnlineRowsRead):
             raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
         return ServedFeatures(assemble(ws, service, reply.body), received, service.name)
+
+    async def _resolve(self, workspace: str, service: str) -> tuple[Workspace, FeatureServiceSpec]:
+        """The workspace and service; before calling them unknown, catch up with the control events,
+        so a client that just applied a repository never sees a 404 for it."""
+        try:
+            ws = self.follower.registry.workspace(workspace)
+            return ws, ws.service(service)
+        except NotFound:
+            registry = await self.follower.sync(REGISTRY_SYNC_TIMEOUT_S)
+        ws = registry.workspace(workspace)
+        return ws, ws.service(service)
 
     async def audit_response(self, served: ServedFeatures, payload: bytes) -> None:
         """Record the F4 flow: the response bytes as they leave for the customer's application."""

@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -75,12 +76,27 @@ def main() -> int:
         if not values or values[0] != event["amount"]:
             print(f"  expected last_amount={event['amount']}, got {values}", file=sys.stderr)
             return 1
-    status, audit = http_json(f"{info.gateway_url}/api/v1/audit/flows?limit=10000")
-    print(f"\naudit log: {audit['total']} records (hash-chained); cross-plane flows:")
-    for flow, entry in audit_summary(audit["records"]).items():
-        print(f"  {flow}  {entry['route']:<58} messages={entry['messages']:<4} rows={entry['rows']:<4} "
-              f"bytes={entry['bytes']}")
+    summary = settled_audit_summary(info.gateway_url)
+    print(f"\naudit log: {summary['total']} records (hash-chained); cross-plane flows:")
+    for flow, entry in summary["flows"].items():
+        print(f"  {flow}  messages={entry['messages']:<4} rows={entry['rows']:<4} bytes={entry['bytes']:<6} "
+              f"{entry['route']}")
     return 0
+
+
+def settled_audit_summary(gateway: str) -> dict[str, Any]:
+    """The audit summary once the audit log has caught up with the last response (F4 = F1), or after 10 s.
+
+    The audit log consumes its topic asynchronously, so the newest records can be a moment behind.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        _, audit = http_json(f"{gateway}/api/v1/audit/flows?limit=10000")
+        flows = audit_summary(audit["records"])
+        settled = flows.get("F1", {}).get("messages") == flows.get("F4", {}).get("messages")
+        if settled or time.monotonic() > deadline:
+            return {"total": audit["total"], "flows": flows}
+        time.sleep(0.3)
 
 
 if __name__ == "__main__":

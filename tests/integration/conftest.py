@@ -11,7 +11,6 @@ import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,7 @@ from deploy.cluster import Deployment, init_ray, shutdown_ray, start_deployment
 from deploy.kafka import KAFKA_VERSION, REPO_ROOT, BrokerConfig, BrokerHandle, start_broker
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     """n distinct free loopback ports (all sockets held open until every port is picked)."""
     socks: list[socket.socket] = []
     try:
@@ -37,7 +36,7 @@ def _free_ports(n: int) -> list[int]:
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[BrokerHandle]:
     """A real single-node KRaft broker for the whole session; stopped and wiped at the end."""
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     state_dir = REPO_ROOT / ".state" / "test-kafka" / str(port)
     cfg = BrokerConfig(
         state_dir,
@@ -72,17 +71,19 @@ def ray_cluster() -> Iterator[None]:
         shutdown_ray()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def topic_prefix() -> str:
-    """A unique topic prefix (and consumer-group prefix) per test: tests never see each other's data."""
+    """A unique topic prefix (and consumer-group prefix) per test module: modules never see each
+    other's data; tests within a module use their own workspaces and source topics."""
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def deployment(kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
-                     tmp_path: Path) -> AsyncIterator[Deployment]:
+                     tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     """Every component as a real Ray actor against the real broker; the gateway on a free port."""
-    settings = Settings(bootstrap_servers=kafka_bootstrap, state_dir=tmp_path / "state",
+    state_dir = tmp_path_factory.mktemp("state")
+    settings = Settings(bootstrap_servers=kafka_bootstrap, state_dir=state_dir,
                         topic_prefix=topic_prefix, gateway_port=0, log_json=True, read_timeout_s=10)
     running = await start_deployment(settings)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from actors.runtime import ComponentRuntime
 from events import control
 from events.audit import AuditRecord
 from events.codec import CODEC
-from events.data import Lookup, ReadOnlineRows, RecordDeadLettered, WriteOnlineRows
+from events.data import FeatureRow, Lookup, ReadOnlineRows, RecordDeadLettered, SourceRange, WriteOnlineRows
 from events.flows import Flow
 from events.planes import Component
 from events.topics import (
@@ -145,3 +146,34 @@ async def test_undecodable_platform_message_goes_to_dead_letter() -> None:
     assert dead.payload == b"\x93garbage"
     assert "not a featureplane message" in dead.reason
     assert bus.committed("t.cp") == {(NAMES.name(CONTROL_COMMANDS), 0): 1}
+
+
+async def test_a_write_the_store_refuses_is_dead_lettered_and_the_rest_applied() -> None:
+    bus = MemoryBus()
+    rows = [FeatureRow(("u1",), datetime(2026, 1, 1, tzinfo=UTC), {"last_amount": 1.0}),
+            FeatureRow(("x" * 600,), datetime(2026, 1, 1, tzinfo=UTC), {"last_amount": 2.0})]  # key too long
+    writes = [CODEC.message(WriteOnlineRows("user_last", (row,), SourceRange("transactions", 0, i, i)),
+                            producer=Component.RIFT, workspace="prod") for i, row in enumerate(rows)]
+    await bus.send([Outgoing(NAMES.name(ONLINE_WRITES), CODEC.encode(w)) for w in writes])
+    store = InMemoryOnlineStore()
+    shard = ComponentRuntime(bus, NAMES, OnlineStoreShard(NAMES, store), instance_id="os-0", group_id="t.os")
+    await shard.start()
+    assert await shard.step() == 2
+    (stored,) = store.read("prod", [Lookup("user_last", ("u1",))])
+    assert stored is not None
+    assert stored.written_by == writes[0].envelope.event_id
+    (dead,) = _bodies(bus, DEAD_LETTER)
+    assert dead.source.first_offset == 1
+    assert "key" in dead.reason
+    assert bus.committed("t.os") == {(NAMES.name(ONLINE_WRITES), 0): 2}
+
+
+async def test_registry_follower_sync_waits_for_every_committed_event() -> None:
+    bus = MemoryBus()
+    follower = RegistryFollower(bus, NAMES)
+    await follower.start()
+    await _publish_repo(bus)
+    registry = await follower.sync(2)  # no sleep: sync itself must wait for the fold
+    assert "a1" in registry.applied
+    assert registry.workspace("prod").service("fraud").feature_views == ("user_last",)
+    await follower.close()

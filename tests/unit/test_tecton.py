@@ -44,6 +44,8 @@ def test_camel_case_request() -> None:
     (_body(feature_service_name="f", join_key_map={"k": 1}), "workspace_name is required"),
     (_body(workspace_name="w", join_key_map={"k": 1}), "feature_service_name is required"),
     (_body(workspace_name="w", feature_service_name="f"), "join_key_map is required"),
+    (_body(workspace_name="w"), "feature_service_name, params.join_key_map are required"),
+    (_body(workspace_name=3, feature_service_name="f", join_key_map={"k": 1}), "must be a non-empty string"),
     (_body(workspace_name="w", feature_service_name="f", join_key_map={"k": [1]}), "join_key_map must be"),
     (_body(workspace_name="w", feature_service_name="f", join_key_map={"k": 1}, metadata_options=3),
      "metadata_options"),

@@ -1,0 +1,102 @@
+"""The `featureplane` command as a user runs it: up, apply, ingest, query, status, down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.kafka import KAFKA_VERSION, REPO_ROOT
+from deploy.runinfo import RunInfo
+from deploy.supervisor import pid_alive
+from tests.integration.conftest import free_ports
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "deploy.cli"]
+
+
+def _run(state_dir: Path, *args: str, stdin: str | None = None,
+         timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FEATUREPLANE_STATE_DIR": str(state_dir)}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, input=stdin, timeout=timeout,
+                          cwd=REPO_ROOT, env=env, check=False)
+
+
+def _get_features(gateway: str, user: str) -> Any:
+    body = json.dumps({"params": {"workspace_name": "prod", "feature_service_name": "fraud_detection",
+                                  "join_key_map": {"user_id": user}}}).encode()
+    request = urllib.request.Request(f"{gateway}/api/v1/feature-service/get-features", data=body)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "st"
+    # Share the broker jars with the rest of the session instead of fetching them again.
+    libs = folder / "kafka" / f"libs-{KAFKA_VERSION}"
+    libs.parent.mkdir(parents=True)
+    libs.symlink_to(REPO_ROOT / ".state" / "kafka" / f"libs-{KAFKA_VERSION}")
+    return folder
+
+
+def test_up_apply_ingest_query_down(state_dir: Path) -> None:
+    gateway_port, kafka_port = free_ports(2)
+    up = _run(state_dir, "up", "--port", str(gateway_port), "--kafka-port", str(kafka_port))
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert f"http://127.0.0.1:{gateway_port}" in up.stdout
+        info = RunInfo.read(state_dir.resolve())
+        assert info is not None
+        assert pid_alive(info.pid)
+
+        status = _run(state_dir, "status")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["gateway_health"]["status"] == "ok"
+
+        bad_repo = state_dir.parent / "bad_repo"
+        bad_repo.mkdir()
+        (bad_repo / "features.py").write_text("from sdk import Entity\nuser = Entity(name='user', join_keys=[\n")
+        bad = _run(state_dir, "apply", str(bad_repo), "--workspace", "prod")
+        assert bad.returncode == 2
+        assert "features.py" in bad.stderr
+        assert "SyntaxError" in bad.stderr
+
+        applied = _run(state_dir, "apply", "examples/quickstart", "--workspace", "prod")
+        assert applied.returncode == 0, applied.stderr
+        assert "applied 4 objects" in applied.stdout
+
+        broken = _run(state_dir, "ingest", "transactions", "-", stdin='{"user_id": "u1"}\nnot json\n')
+        assert broken.returncode == 2
+        assert "<stdin>:2" in broken.stderr  # names the bad line; nothing was sent
+
+        events = (REPO_ROOT / "examples" / "quickstart" / "events.jsonl").read_text()
+        ingested = _run(state_dir, "ingest", "transactions", "-", stdin=events)
+        assert ingested.returncode == 0, ingested.stderr
+        assert "sent 5 records" in ingested.stdout
+
+        deadline = time.monotonic() + 60
+        while (values := _get_features(info.gateway_url, "u1")["result"]["features"])[0] != 42.0:
+            assert time.monotonic() < deadline, f"u1 was never served its latest value: {values}"
+            time.sleep(0.3)
+        assert values == [42.0, "books", True]
+
+        summary = _run(state_dir, "audit", "summary")
+        assert summary.returncode == 0, summary.stderr
+        assert "F5" in summary.stdout
+        assert "F7" in summary.stdout
+    finally:
+        down = _run(state_dir, "down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert "featureplane stopped" in down.stdout
+    assert not pid_alive(info.pid)
+    assert RunInfo.read(state_dir.resolve()) is None
+    assert _run(state_dir, "status").returncode == 1

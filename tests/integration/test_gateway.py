@@ -1,0 +1,118 @@
+"""The HTTP edge against a real deployment: bad input gets clear 4xx answers in the Tecton shape."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from deploy.client import Connection, apply_repo
+from deploy.cluster import Deployment
+from tests.integration.helpers import eventually, get_features, write_repo
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def workspace(deployment: Deployment, kafka_bootstrap: str,
+                    tmp_path_factory: pytest.TempPathFactory) -> str:
+    name = f"ws_{uuid.uuid4().hex[:6]}"
+    repo = write_repo(tmp_path_factory.mktemp("repo"), f"{deployment.settings.topic_prefix}-gw-source")
+    conn = Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url)
+    await apply_repo(conn, repo, name, timeout_s=60)
+    return name
+
+
+async def _post(url: str, payload: bytes) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{url}/api/v1/feature-service/get-features", data=io.BytesIO(payload)) as resp:
+        return resp.status, await resp.json()
+
+
+def _error_type(body: Any) -> str:
+    return str(body["requestError"]["errorType"])
+
+
+async def test_a_just_applied_service_is_served_not_404(deployment: Deployment, workspace: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        status, body = await get_features(http, deployment.gateway_url, workspace, "fraud", {"user_id": "u"})
+    assert status == 200, body
+    assert body["result"]["features"] == [None, None]
+
+
+async def test_healthz_lists_applied_workspaces(deployment: Deployment, workspace: str) -> None:
+    async def listed() -> bool | None:
+        async with aiohttp.ClientSession() as http, http.get(f"{deployment.gateway_url}/healthz") as resp:
+            assert resp.status == 200
+            return True if workspace in (await resp.json())["workspaces"] else None
+
+    assert await eventually(listed, 10, f"workspace {workspace} in /healthz")
+
+
+async def test_unknown_workspace_and_service_are_404(deployment: Deployment, workspace: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        status, body = await get_features(http, deployment.gateway_url, "nowhere", "fraud", {"user_id": "u"})
+        assert (status, _error_type(body)) == (404, "NOT_FOUND")
+        assert "nowhere" in body["requestError"]["errorMessage"]
+        status, body = await get_features(http, deployment.gateway_url, workspace, "nothing", {"user_id": "u"})
+        assert (status, _error_type(body)) == (404, "NOT_FOUND")
+        assert "nothing" in body["requestError"]["errorMessage"]
+
+
+@pytest.mark.parametrize(("payload", "fragment"), [
+    (b"{this is not json", "not valid JSON"),
+    (b'{"params": {"workspace_name": "w"}}', "feature_service_name"),
+    (b"[]", "params"),
+])
+async def test_malformed_requests_are_400(deployment: Deployment, payload: bytes, fragment: str) -> None:
+    status, body = await _post(deployment.gateway_url, payload)
+    assert (status, _error_type(body)) == (400, "INVALID_ARGUMENT")
+    assert fragment in body["requestError"]["errorMessage"]
+
+
+async def test_missing_join_key_is_400(deployment: Deployment, workspace: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        status, body = await get_features(http, deployment.gateway_url, workspace, "fraud", {"account": "a"})
+    assert status == 400
+    assert "user_id" in body["requestError"]["errorMessage"]
+
+
+async def test_oversized_body_is_413(deployment: Deployment) -> None:
+    status, body = await _post(deployment.gateway_url, b"{" + b" " * (2 * 1024 * 1024) + b"}")
+    assert (status, _error_type(body)) == (413, "PAYLOAD_TOO_LARGE")
+
+
+async def test_unknown_path_is_404_with_an_error_body(deployment: Deployment) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{deployment.gateway_url}/api/v1/nope") as resp:
+        assert resp.status == 404
+        assert "requestError" in await resp.json()
+
+
+@pytest.mark.parametrize("limit", ["0", "abc", "-3", "100000"])
+async def test_audit_limit_is_validated(deployment: Deployment, limit: str) -> None:
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{deployment.gateway_url}/api/v1/audit/flows", params={"limit": limit}) as resp:
+        assert resp.status == 400
+
+
+async def test_audit_flows_returns_recent_records_without_feature_values(deployment: Deployment,
+                                                                         workspace: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        await get_features(http, deployment.gateway_url, workspace, "fraud", {"user_id": "someone"})
+        async with http.get(f"{deployment.gateway_url}/api/v1/audit/flows", params={"limit": "50"}) as resp:
+            assert resp.status == 200
+            body = await resp.json()
+    assert body["total"] >= len(body["records"]) > 0
+    assert len(body["records"]) <= 50
+    fields = set(body["records"][0])
+    assert {"flow", "digest", "byte_count", "principal", "correlation_id", "topic"} <= fields
+    assert "values" not in fields
+    assert "rows" not in fields
+
+
+def test_repo_file_helper_writes_python(tmp_path: Path) -> None:
+    assert (write_repo(tmp_path, "x") / "features.py").read_text().count("StreamSource(") == 1
