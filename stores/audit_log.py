@@ -22,6 +22,7 @@ import msgpack
 from events.audit import ChainLink, chain, first_broken_link
 from events.data import Coordinates
 from events.errors import StoreError
+from stores.lmdb_env import check_lmdb_meta, lmdb_errors, open_lmdb_dbs, open_lmdb_env
 from stores.offsets import (
     APPLIED_OFFSETS_KEY,
     UNPACK_ERRORS,
@@ -31,7 +32,6 @@ from stores.offsets import (
     encode_applied,
     split_applied,
 )
-from stores.online import check_lmdb_meta, lmdb_errors, open_lmdb_dbs, open_lmdb_env
 
 FORMAT_VERSION = 1
 DEFAULT_MAP_SIZE = 1 << 30

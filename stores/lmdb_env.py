@@ -1,0 +1,65 @@
+"""LMDB environments for the stores: opening, sub-databases, the format-version stamp, error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import lmdb
+
+from events.errors import StoreError
+from stores.offsets import FORMAT_VERSION_KEY, check_format_version, decode_version, encode_version
+
+
+def open_lmdb_env(path: Path, *, map_size: int, readonly: bool, what: str) -> lmdb.Environment:
+    try:
+        if not readonly:
+            path.mkdir(parents=True, exist_ok=True)
+        return lmdb.open(str(path), map_size=map_size, readonly=readonly, create=not readonly, max_dbs=4)
+    except (lmdb.Error, OSError) as exc:
+        # Among the causes: LMDB refuses to open one environment twice in a process, because its locks
+        # belong to the process; a reader in the writer's process must use the writer's store.
+        raise StoreError(f"cannot open {what}: {exc}") from exc
+
+
+def open_lmdb_dbs(
+    env: lmdb.Environment, names: Sequence[bytes], *, readonly: bool, what: str
+) -> list[lmdb._Database]:
+    try:
+        return [env.open_db(name, create=not readonly) for name in names]
+    except lmdb.NotFoundError as exc:
+        raise StoreError(f"{what} is not initialised (never opened for writing)") from exc
+    except lmdb.Error as exc:
+        raise StoreError(f"cannot open the sub-databases of {what}: {exc}") from exc
+
+
+def check_lmdb_meta(
+    env: lmdb.Environment,
+    meta_db: lmdb._Database,
+    data_db: lmdb._Database,
+    *,
+    readonly: bool,
+    supported: int,
+    what: str,
+) -> None:
+    """Check the format version in `meta`; a writer stamps it on a new, empty store."""
+    with lmdb_errors(what), env.begin(write=not readonly) as txn:
+        raw = txn.get(FORMAT_VERSION_KEY, db=meta_db)
+        if raw is not None:
+            check_format_version(decode_version(raw), supported, what)
+        elif readonly or txn.stat(data_db)["entries"]:
+            raise StoreError(f"{what} has no format version")
+        else:
+            txn.put(FORMAT_VERSION_KEY, encode_version(supported), db=meta_db)
+
+
+@contextmanager
+def lmdb_errors(what: str) -> Iterator[None]:
+    """LMDB's exceptions as StoreError: callers outside `stores` cannot import lmdb to catch them."""
+    try:
+        yield
+    except lmdb.MapFullError as exc:
+        raise StoreError(f"{what} is full; open it with a larger map_size") from exc
+    except lmdb.Error as exc:
+        raise StoreError(f"{what} failed: {exc}") from exc
