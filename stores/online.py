@@ -2,8 +2,7 @@
 
 `LmdbOnlineStore` keeps rows in LMDB under sortable binary keys (`encode_key`) with msgpack values, and
 a `meta` sub-database with the format version and the applied offsets, written in the same transaction
-as the rows. `InMemoryOnlineStore` behaves the same for unit tests. The LMDB helpers at the bottom are
-shared with the audit log.
+as the rows. `InMemoryOnlineStore` behaves the same for unit tests.
 """
 
 from __future__ import annotations
