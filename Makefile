@@ -38,6 +38,7 @@ demo: install kafka-jars
 	$(FP) up
 	$(FP) apply examples/quickstart --workspace prod
 	$(PY) examples/quickstart/demo.py
+	$(FP) audit verify
 	@echo "featureplane is still running; stop it with: make down"
 
 down: $(STAMP)

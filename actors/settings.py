@@ -33,5 +33,9 @@ class Settings:
         return TopicNames(self.topic_prefix)
 
     def store_dir(self, component: str) -> Path:
-        """The component's own storage folder: components never share files."""
-        return self.state_dir / "stores" / self.topic_prefix / component
+        return store_dir(self.state_dir, self.topic_prefix, component)
+
+
+def store_dir(state_dir: Path, topic_prefix: str, component: str) -> Path:
+    """A component instance's own storage folder: components never share files."""
+    return state_dir / "stores" / topic_prefix / component

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from actors.settings import store_dir
 from deploy import client, supervisor
 from deploy.runinfo import DEFAULT_STATE_DIR, RunInfo
 from events.errors import FeatureplaneError
@@ -94,6 +95,18 @@ def cmd_audit_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Walk the audit log's hash chain in its store (read-only, beside the running writer)."""
+    conn = _connection(args)
+    folder = store_dir(args.state_dir.resolve(), conn.topics.prefix, "audit_log-0")
+    count, broken = client.verify_audit_chain(folder)
+    if broken is None:
+        print(f"audit chain intact: {count} records verified ({folder})")
+        return 0
+    print(f"audit chain BROKEN at record {broken} of {count} ({folder})", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="featureplane", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -130,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary = audit_sub.add_parser("summary", help="counts of audited flows")
     summary.add_argument("--limit", type=int, default=10_000)
     summary.set_defaults(func=cmd_audit_summary)
+    audit_sub.add_parser("verify", help="walk the hash chain; exit 1 at the first broken link").set_defaults(
+        func=cmd_audit_verify)
     return parser
 
 

@@ -26,6 +26,7 @@ from events.planes import Component
 from events.registry import Registry
 from events.topics import CONTROL_COMMANDS, TopicNames
 from sdk.repo import load_repo
+from stores.audit_log import LmdbAuditStore
 
 INGEST_CHUNK = 1000
 
@@ -110,6 +111,12 @@ async def ingest(conn: Connection, topic: str, records: Iterable[bytes]) -> int:
     finally:
         await bus.close()
     return sent
+
+
+def verify_audit_chain(store_dir: Path) -> tuple[int, int | None]:
+    """(records in the chain, first broken sequence number or None); opens the store read-only."""
+    with LmdbAuditStore(store_dir, readonly=True) as store:
+        return store.count(), store.verify()
 
 
 def http_json(url: str, body: dict[str, Any] | None = None, timeout_s: float = 10) -> tuple[int, Any]:

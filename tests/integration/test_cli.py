@@ -93,6 +93,9 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
         assert summary.returncode == 0, summary.stderr
         assert "F5" in summary.stdout
         assert "F7" in summary.stdout
+        verify = _run(state_dir, "audit", "verify")
+        assert verify.returncode == 0, verify.stderr
+        assert "audit chain intact" in verify.stdout
     finally:
         down = _run(state_dir, "down", timeout=120)
     assert down.returncode == 0, down.stderr
