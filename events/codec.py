@@ -152,9 +152,13 @@ class Codec:
         info = self._by_tag.get(tag)
         if info is None:
             raise UnknownEventType(f"unknown value type {tag!r}")
-        if len(values) != len(info.field_names):
-            raise DecodeError(f"{tag} has {len(values)} fields, expected {len(info.field_names)}")
-        return info.registration.cls(*(conv(v) for conv, v in zip(info.converters, values, strict=True)))
+        # Nested values evolve by appending fields with defaults: older encodings simply stop early.
+        if len(values) > len(info.field_names):
+            raise DecodeError(f"{tag} has {len(values)} fields, expected at most {len(info.field_names)}")
+        try:
+            return info.registration.cls(*(conv(v) for conv, v in zip(info.converters, values, strict=False)))
+        except TypeError as exc:  # fewer values than the fields without defaults
+            raise DecodeError(f"{tag} is missing fields: {exc}") from exc
 
     def _unpack(self, payload: bytes) -> Any:
         return msgpack.unpackb(payload, ext_hook=self._ext_hook, use_list=False, timestamp=3, raw=False)
@@ -166,13 +170,19 @@ def _as_datetime(value: Any) -> datetime:
     return value
 
 
-def _registrations() -> list[Registration]:
-    types: list[tuple[str, type[Any]]] = [
-        # specs (nested values)
+def _spec_types() -> list[tuple[str, type[Any]]]:
+    """The feature-repository specs: nested values inside control commands and events."""
+    return [
         ("FieldSpec", specs.FieldSpec), ("EntitySpec", specs.EntitySpec),
         ("StreamSourceSpec", specs.StreamSourceSpec), ("FeatureSpec", specs.FeatureSpec),
         ("FeatureViewSpec", specs.FeatureViewSpec), ("FeatureServiceSpec", specs.FeatureServiceSpec),
         ("RepoSpec", specs.RepoSpec),
+    ]
+
+
+def _registrations() -> list[Registration]:
+    types: list[tuple[str, type[Any]]] = [
+        *_spec_types(),
         # control plane
         ("ApplyRepo", control.ApplyRepo), ("EntityApplied", control.EntityApplied),
         ("StreamSourceApplied", control.StreamSourceApplied),

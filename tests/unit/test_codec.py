@@ -12,6 +12,7 @@ from events import control
 from events.codec import CODEC, Codec, Registration
 from events.errors import DecodeError, SchemaVersionError, UnknownEventType
 from events.planes import Component, Plane
+from events.specs import EntitySpec
 from tests.unit.strategies import bodies, components, names
 
 
@@ -85,3 +86,11 @@ def test_older_versions_are_upcast() -> None:
 def test_registering_a_tag_twice_fails() -> None:
     with pytest.raises(ValueError, match="twice"):
         Codec([Registration("X", control.RepoApplied), Registration("X", control.RepoRejected)])
+
+
+def test_nested_values_may_gain_trailing_fields_with_defaults() -> None:
+    old = msgpack.ExtType(1, msgpack.packb(["EntitySpec", "user", ("user_id",)]))  # before `description`
+    assert CODEC._ext_hook(old.code, old.data) == EntitySpec("user", ("user_id",), "")
+    too_short = msgpack.packb(["EntitySpec", "user"])
+    with pytest.raises(DecodeError, match="missing fields"):
+        CODEC._ext_hook(1, too_short)
