@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from events.errors import InvalidSpec
-from events.registry import repo_errors
 from events.specs import RepoSpec
+from events.validation import repo_errors
 from sdk.objects import Entity, FeatureService, StreamFeatureView, StreamSource
 
 

@@ -11,8 +11,8 @@ from events import control
 from events.codec import CODEC, Codec
 from events.envelope import Message
 from events.planes import Component
-from events.registry import repo_errors
 from events.topics import CONTROL_COMMANDS, CONTROL_EVENTS, TopicNames
+from events.validation import repo_errors
 
 
 def decide_apply(command: control.ApplyRepo) -> list[Any]:

@@ -9,8 +9,9 @@ from events import control
 from events.codec import CODEC
 from events.errors import UnknownFeatureService, UnknownWorkspace
 from events.planes import Component
-from events.registry import Registry, repo_errors
+from events.registry import Registry
 from events.specs import DType, EntitySpec, FeatureServiceSpec, FeatureSpec
+from events.validation import repo_errors
 from tests.unit.fixtures import REPO, VIEW
 
 
