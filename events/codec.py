@@ -18,7 +18,7 @@ from typing import Any
 
 import msgpack
 
-from events import audit, control, data, specs
+from events import access, audit, control, data, specs
 from events.envelope import Envelope, Message, new_message
 from events.errors import DecodeError, SchemaVersionError, UnknownEventType
 from events.planes import Component, Plane
@@ -114,6 +114,17 @@ class Codec:
             raise DecodeError(f"malformed {tag} message: {exc}") from exc
         return Message(envelope, body)
 
+    def encode_value(self, value: Any) -> bytes:
+        """A registered value (e.g. a compiled RepoSpec) on its own, outside any message."""
+        self._info_of(type(value))
+        return msgpack.packb(value, default=self._pack_value, datetime=True)
+
+    def decode_value(self, payload: bytes) -> Any:
+        try:
+            return self._unpack(payload)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise DecodeError(f"not an encoded featureplane value: {exc}") from exc
+
     def _info_of(self, cls: type[Any]) -> _TypeInfo:
         info = self._by_cls.get(cls)
         if info is None:
@@ -177,6 +188,10 @@ def _spec_types() -> list[tuple[str, type[Any]]]:
         ("StreamSourceSpec", specs.StreamSourceSpec), ("FeatureSpec", specs.FeatureSpec),
         ("FeatureViewSpec", specs.FeatureViewSpec), ("FeatureServiceSpec", specs.FeatureServiceSpec),
         ("RepoSpec", specs.RepoSpec),
+        ("BatchSourceSpec", specs.BatchSourceSpec), ("PushSourceSpec", specs.PushSourceSpec),
+        ("TimeWindowSpec", specs.TimeWindowSpec), ("LifetimeWindowSpec", specs.LifetimeWindowSpec),
+        ("TimeWindowSeriesSpec", specs.TimeWindowSeriesSpec), ("AggregateSpec", specs.AggregateSpec),
+        ("TransformationSpec", specs.TransformationSpec),
     ]
 
 
@@ -189,6 +204,17 @@ def _registrations() -> list[Registration]:
         ("FeatureViewApplied", control.FeatureViewApplied),
         ("FeatureServiceApplied", control.FeatureServiceApplied),
         ("RepoApplied", control.RepoApplied), ("RepoRejected", control.RepoRejected),
+        # access and workspaces
+        ("PrincipalSpec", access.PrincipalSpec), ("ApiKeySpec", access.ApiKeySpec),
+        ("RoleGrant", access.RoleGrant),
+        ("BootstrapAdmin", control.BootstrapAdmin), ("CreateWorkspace", control.CreateWorkspace),
+        ("CreateServiceAccount", control.CreateServiceAccount), ("IssueApiKey", control.IssueApiKey),
+        ("RevokeApiKey", control.RevokeApiKey), ("AssignRole", control.AssignRole),
+        ("UnassignRole", control.UnassignRole), ("WorkspaceCreated", control.WorkspaceCreated),
+        ("PrincipalCreated", control.PrincipalCreated), ("ApiKeyIssued", control.ApiKeyIssued),
+        ("ApiKeyRevoked", control.ApiKeyRevoked), ("RoleAssigned", control.RoleAssigned),
+        ("RoleUnassigned", control.RoleUnassigned), ("CommandSucceeded", control.CommandSucceeded),
+        ("CommandRejected", control.CommandRejected),
         # data
         ("Coordinates", data.Coordinates), ("SourceRange", data.SourceRange), ("FeatureRow", data.FeatureRow),
         ("WriteOnlineRows", data.WriteOnlineRows), ("WriteOfflineRows", data.WriteOfflineRows),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from events.access import ApiKeySpec, PrincipalSpec, RoleGrant
 from events.specs import EntitySpec, FeatureServiceSpec, FeatureViewSpec, RepoSpec, StreamSourceSpec
 
 
@@ -50,3 +51,97 @@ class RepoApplied:
 class RepoRejected:
     apply_id: str
     errors: tuple[str, ...]
+
+
+# --- access and workspaces ------------------------------------------------------------------------------
+# Each command carries a command_id; the control plane answers with the events it causes followed by
+# CommandSucceeded, or with CommandRejected alone. The caller is the envelope's principal.
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapAdmin:
+    """The operator's first admin and key; accepted once (or again for the same key)."""
+
+    command_id: str
+    principal: PrincipalSpec
+    key: ApiKeySpec
+
+
+@dataclass(frozen=True, slots=True)
+class CreateWorkspace:
+    command_id: str
+    name: str
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CreateServiceAccount:
+    command_id: str
+    principal: PrincipalSpec
+    key: ApiKeySpec
+
+
+@dataclass(frozen=True, slots=True)
+class IssueApiKey:
+    command_id: str
+    key: ApiKeySpec
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeApiKey:
+    command_id: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AssignRole:
+    command_id: str
+    grant: RoleGrant
+
+
+@dataclass(frozen=True, slots=True)
+class UnassignRole:
+    command_id: str
+    grant: RoleGrant
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceCreated:
+    name: str
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalCreated:
+    principal: PrincipalSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyIssued:
+    key: ApiKeySpec
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRevoked:
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoleAssigned:
+    grant: RoleGrant
+
+
+@dataclass(frozen=True, slots=True)
+class RoleUnassigned:
+    grant: RoleGrant
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSucceeded:
+    command_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRejected:
+    command_id: str
+    reason: str

@@ -22,16 +22,38 @@ times = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1,
 dtypes = st.sampled_from(specs.DType)
 
 fields = st.builds(specs.FieldSpec, names, dtypes)
-entities = st.builds(specs.EntitySpec, names, st.lists(names, min_size=1, max_size=3).map(tuple), text)
-sources = st.builds(specs.StreamSourceSpec, names, names, names, st.lists(fields, max_size=4).map(tuple),
-                    st.sampled_from(specs.RecordFormat), text)
-features = st.builds(specs.FeatureSpec, names, names, dtypes)
+schemas = st.lists(fields, max_size=4).map(tuple)
+tags = st.dictionaries(names, text, max_size=2)
+durations = st.integers(-(10**8), 10**8)
+numbers = st.one_of(st.integers(-1000, 1000), st.floats(allow_nan=False))
+entities = st.builds(specs.EntitySpec, names, st.lists(names, min_size=1, max_size=3).map(tuple), text, tags, text,
+                     st.booleans())
+sources = st.builds(specs.StreamSourceSpec, names, names, names, schemas, st.sampled_from(specs.RecordFormat), text,
+                    names | st.just(""), tags, text, st.booleans())
+batch_sources = st.builds(specs.BatchSourceSpec, names, text, st.sampled_from(specs.FileFormat), names, schemas, text,
+                          tags, text, st.booleans())
+push_sources = st.builds(specs.PushSourceSpec, names, names, schemas, text, names | st.just(""), tags, text,
+                         st.booleans())
+features = st.builds(specs.FeatureSpec, names, names, dtypes, text)
+windows = st.one_of(
+    st.builds(specs.TimeWindowSpec, durations, durations), st.just(specs.LifetimeWindowSpec()),
+    st.builds(specs.TimeWindowSeriesSpec, durations, durations, durations, durations),
+)
+aggregates = st.builds(specs.AggregateSpec, names, names, st.sampled_from(specs.AggregationFunction).map(str) | names,
+                       windows, st.dictionaries(names, numbers, max_size=2), text)
+transformations = st.builds(specs.TransformationSpec, st.sampled_from(specs.TransformationMode), text,
+                            st.lists(text, max_size=2).map(tuple), schemas)
 views = st.builds(specs.FeatureViewSpec, names, st.lists(names, max_size=2).map(tuple), names,
-                  st.lists(features, max_size=3).map(tuple), st.booleans(), st.booleans(), text)
-services = st.builds(specs.FeatureServiceSpec, names, st.lists(names, max_size=3).map(tuple), text)
+                  st.lists(features, max_size=3).map(tuple), st.booleans(), st.booleans(), text,
+                  st.sampled_from(specs.FeatureViewKind), st.lists(aggregates, max_size=2).map(tuple),
+                  st.none() | transformations, st.none() | durations, st.none() | durations, st.none() | durations,
+                  st.none() | times, schemas, st.lists(names, max_size=2).map(tuple), tags, text, st.booleans())
+services = st.builds(specs.FeatureServiceSpec, names, st.lists(names, max_size=3).map(tuple), text, tags, text,
+                     st.booleans())
 repos = st.builds(specs.RepoSpec, st.lists(entities, max_size=2).map(tuple),
                   st.lists(sources, max_size=2).map(tuple), st.lists(views, max_size=2).map(tuple),
-                  st.lists(services, max_size=2).map(tuple))
+                  st.lists(services, max_size=2).map(tuple), st.lists(batch_sources, max_size=2).map(tuple),
+                  st.lists(push_sources, max_size=2).map(tuple))
 
 rows = st.builds(data.FeatureRow, st.lists(scalars, min_size=1, max_size=3).map(tuple), times,
                  st.dictionaries(names, scalars, max_size=4))
