@@ -90,8 +90,10 @@ class Bus(Protocol):
         """A read_committed member of `group_id`, committing only through transactions."""
         ...
 
-    async def reader(self, topics: Sequence[str], start: StartAt) -> Consumer:
-        """A read_committed consumer of every partition of `topics`, outside any group."""
+    async def reader(self, topics: Sequence[str], start: StartAt,
+                     positions: Mapping[tuple[str, int], int] | None = None) -> Consumer:
+        """A read_committed consumer of every partition of `topics`, outside any group; partitions in
+        `positions` resume from there, the others start at `start`."""
         ...
 
     async def transactional_producer(self, transactional_id: str) -> TransactionalProducer: ...

@@ -18,20 +18,24 @@ from events.topics import CONTROL_EVENTS, TopicNames
 class RegistryFollower:
     """Keeps `registry` up to date with the control-events topic, in a background task."""
 
-    def __init__(self, bus: Bus, names: TopicNames, codec: Codec = CODEC) -> None:
+    def __init__(self, bus: Bus, names: TopicNames, codec: Codec = CODEC, *, registry: Registry | None = None,
+                 positions: dict[tuple[str, int], int] | None = None) -> None:
+        """Start from `registry` as folded up to `positions` (a snapshot), or from the beginning."""
         self._bus = bus
         self._names = names
         self._codec = codec
-        self.registry = Registry()
+        self.registry = registry or Registry()
+        self._start_positions = dict(positions or {})
         self._changed = asyncio.Condition()
         self._consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
         # Positions whose records are all folded into `registry` (not merely fetched).
-        self._folded_to: dict[tuple[str, int], int] = {}
+        self._folded_to: dict[tuple[str, int], int] = dict(self._start_positions)
         self._log = structlog.get_logger().bind(read_model="registry")
 
     async def start(self) -> None:
-        self._consumer = await self._bus.reader([self._names.name(CONTROL_EVENTS)], "earliest")
+        self._consumer = await self._bus.reader([self._names.name(CONTROL_EVENTS)], "earliest",
+                                                self._start_positions)
         self._task = asyncio.create_task(self._follow(self._consumer), name="registry-follower")
 
     async def wait_for(self, predicate: Callable[[Registry], bool], timeout_s: float) -> Registry:
@@ -53,6 +57,10 @@ class RegistryFollower:
             return all(self._folded_to.get(tp, 0) >= end for tp, end in ends.items())
 
         return await self.wait_for(caught_up, timeout_s)
+
+    def folded_positions(self) -> dict[tuple[str, int], int]:
+        """The positions up to which `registry` holds every control event."""
+        return dict(self._folded_to)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from actors.components.audit_log import AuditLog
@@ -21,8 +22,10 @@ from actors.kafka_bus import KafkaBus
 from actors.logs import configure_logging
 from actors.runtime import ComponentRuntime, Handler
 from actors.settings import Settings
+from events.snapshot import decode_snapshot
 from events.topics import PLATFORM_TOPICS
 from stores.audit_log import LmdbAuditStore
+from stores.metadata import EncryptedSnapshotStore, load_metadata_key
 from stores.offline import ParquetOfflineStore
 from stores.online import LmdbOnlineStore
 
@@ -65,7 +68,7 @@ class ComponentHost:
         names = settings.topics
         store_dir = settings.store_dir(self._instance)
         if kind is ComponentKind.CONTROL_PLANE:
-            return ControlPlane(names)
+            return await self._control_plane(settings, bus, store_dir)
         if kind is ComponentKind.RIFT:
             follower = RegistryFollower(bus, names)
             await follower.start()
@@ -82,6 +85,18 @@ class ComponentHost:
         audit = LmdbAuditStore(store_dir)
         self._closers.append(audit)
         return AuditLog(names, audit)
+
+    async def _control_plane(self, settings: Settings, bus: KafkaBus, store_dir: Path) -> ControlPlane:
+        """The control plane, resumed from its encrypted snapshot when it has one."""
+        key = load_metadata_key(settings.metadata_key_file)
+        snapshots = EncryptedSnapshotStore(store_dir / "metadata", key)
+        self._closers.append(snapshots)
+        loaded = snapshots.load()
+        registry, positions = (decode_snapshot(loaded[0]), loaded[1]) if loaded else (None, None)
+        follower = RegistryFollower(bus, settings.topics, registry=registry, positions=positions)
+        await follower.start()
+        self._closers.insert(0, follower)
+        return ControlPlane(settings.topics, follower, snapshots=snapshots)
 
     async def health(self) -> dict[str, Any]:
         runtime = self._runtime

@@ -122,11 +122,14 @@ class KafkaBus:
         await _start(consumer)
         return KafkaConsumer(consumer, group_id)
 
-    async def reader(self, topics: Sequence[str], start: StartAt) -> KafkaConsumer:
+    async def reader(self, topics: Sequence[str], start: StartAt,
+                     positions: Mapping[tuple[str, int], int] | None = None) -> KafkaConsumer:
         # Without a group, a subscription is assigned every partition of its topics, new ones included.
         consumer = AIOKafkaConsumer(*topics, **self._consumer_options(), group_id=None, auto_offset_reset=start)
         await _start(consumer)
         await _wait_assigned(consumer, set(topics))
+        for (topic, partition), offset in (positions or {}).items():
+            consumer.seek(TopicPartition(topic, partition), offset)
         for tp in consumer.assignment():  # resolve positions now, so nothing sent after this call is missed
             await consumer.position(tp)
         return KafkaConsumer(consumer, None)

@@ -134,8 +134,11 @@ class MemoryBus:
     async def group_consumer(self, topics: Sequence[str], group_id: str) -> MemoryConsumer:
         return MemoryConsumer(self.log, topics, group_id, "earliest")
 
-    async def reader(self, topics: Sequence[str], start: StartAt) -> MemoryConsumer:
-        return MemoryConsumer(self.log, topics, None, start)
+    async def reader(self, topics: Sequence[str], start: StartAt,
+                     positions: Mapping[tuple[str, int], int] | None = None) -> MemoryConsumer:
+        consumer = MemoryConsumer(self.log, topics, None, start)
+        await consumer.rewind(positions or {})
+        return consumer
 
     async def transactional_producer(self, transactional_id: str) -> MemoryProducer:
         return MemoryProducer(self.log, self.fail_on_commit)

@@ -18,6 +18,9 @@ class Settings:
     # How long the feature server waits for the online store's answer before it gives up.
     read_timeout_s: float = 5.0
     log_json: bool = True
+    # The customer-managed key that encrypts the control plane's metadata at rest (a 0600 file);
+    # None: take it from $FEATUREPLANE_METADATA_KEY.
+    metadata_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers or ":" not in self.bootstrap_servers:

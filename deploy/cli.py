@@ -8,11 +8,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from actors.settings import store_dir
 from deploy import client, supervisor
 from deploy.runinfo import DEFAULT_STATE_DIR, RunInfo
-from events.errors import FeatureplaneError
+from events.errors import FeatureplaneError, InvalidRequest
 from events.topics import TopicNames
 
 
@@ -27,10 +28,36 @@ def _connection(args: argparse.Namespace) -> client.Connection:
     return client.Connection(bootstrap, TopicNames(prefix), gateway.rstrip("/"))
 
 
+def _api_key(args: argparse.Namespace) -> str:
+    """--api-key, then $FEATUREPLANE_API_KEY, then the admin key `featureplane up` wrote."""
+    key = args.api_key or os.environ.get("FEATUREPLANE_API_KEY") or client.read_key_file(
+        client.admin_key_path(args.state_dir.resolve()))
+    if not key:
+        raise InvalidRequest("no API key: pass --api-key, set FEATUREPLANE_API_KEY, or run `featureplane up`")
+    return key
+
+
+def _workspace(args: argparse.Namespace) -> str:
+    """--workspace, then the one `featureplane workspace select` chose, then 'prod'."""
+    if getattr(args, "workspace", None):
+        return str(args.workspace)
+    selected = client.read_key_file(args.state_dir.resolve() / "workspace")
+    return selected or "prod"
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None) -> dict[str, Any]:
+    conn = _connection(args)
+    data = None if body is None else json.dumps(body).encode()
+    status, answer = client.http_call(method, f"{conn.gateway_url}{path}", api_key=_api_key(args), data=data,
+                                      timeout_s=60)
+    return client.expect_ok(status, answer)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     options = supervisor.UpOptions(
         state_dir=args.state_dir, gateway_host=args.host, gateway_port=args.port, kafka_port=args.kafka_port,
         external_bootstrap=args.bootstrap, topic_prefix=args.topic_prefix or "fp", rift_workers=args.rift_workers,
+        metadata_key_file=args.metadata_key_file,
     )
     if args.foreground:
         return asyncio.run(supervisor.run_foreground(options))
@@ -63,15 +90,56 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    conn = _connection(args)
-    applied = asyncio.run(client.apply_repo(conn, Path(args.repo), args.workspace, args.timeout))
-    print(f"applied {applied.object_count} objects to workspace '{args.workspace}' (apply {applied.apply_id})")
+    workspace = _workspace(args)
+    applied = client.apply_repo(_connection(args), Path(args.repo), workspace, _api_key(args))
+    print(f"applied {applied['object_count']} objects to workspace '{workspace}' (apply {applied['apply_id']})")
+    return 0
+
+
+def cmd_workspace(args: argparse.Namespace) -> int:
+    if args.workspace_command == "create":
+        _call(args, "POST", "/api/v1/workspaces", {"name": args.name, "live": not args.development})
+        print(f"created {'development' if args.development else 'live'} workspace '{args.name}'")
+    elif args.workspace_command == "list":
+        selected = _workspace(args)
+        for ws in _call(args, "GET", "/api/v1/workspaces")["workspaces"]:
+            mark = "*" if ws["name"] == selected else " "
+            print(f"{mark} {ws['name']:<30} {'live' if ws['live'] else 'development'}")
+    else:
+        client.write_key_file(args.state_dir.resolve() / "workspace", args.name)
+        print(f"selected workspace '{args.name}'")
+    return 0
+
+
+def cmd_service_account(args: argparse.Namespace) -> int:
+    made = _call(args, "POST", "/api/v1/service-accounts", {"name": args.name, "description": args.description})
+    print(f"created service account {made['principal_id']} ('{args.name}')\n"
+          f"API key (shown once, store it now): {made['api_key']}")
+    return 0
+
+
+def cmd_access(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    method = "DELETE" if args.access_command == "unassign-role" else "POST"
+    _call(args, method, f"/api/v1/workspaces/{workspace}/roles", {"principal_id": args.principal, "role": args.role})
+    verb = "removed" if method == "DELETE" else "assigned"
+    print(f"{verb} role {args.role} for {args.principal} in workspace '{workspace}'")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "revoke":
+        _call(args, "DELETE", f"/api/v1/keys/{args.key_id}")
+        print(f"revoked API key {args.key_id}")
+    else:
+        made = _call(args, "POST", f"/api/v1/principals/{args.principal}/keys", {"description": args.description})
+        print(f"API key {made['key_id']} for {args.principal} (shown once, store it now): {made['api_key']}")
     return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     conn = _connection(args)
-    topic = asyncio.run(client.source_topic(conn, args.workspace, args.source))
+    topic = asyncio.run(client.source_topic(conn, _workspace(args), args.source))
     if args.file == "-":
         records = list(client.read_json_lines(sys.stdin, "<stdin>"))
     else:
@@ -84,7 +152,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_audit_summary(args: argparse.Namespace) -> int:
     conn = _connection(args)
-    status, body = client.http_json(f"{conn.gateway_url}/api/v1/audit/flows?limit={args.limit}")
+    status, body = client.http_json(f"{conn.gateway_url}/api/v1/audit/flows?limit={args.limit}",
+                                    api_key=_api_key(args))
     if status != 200:
         print(f"the gateway answered {status}: {body}", file=sys.stderr)
         return 1
@@ -114,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the running deployment's)")
     parser.add_argument("--topic-prefix", help="topic prefix of the deployment (default: fp)")
     parser.add_argument("--gateway", help="gateway base URL (default: the running deployment's)")
+    parser.add_argument("--api-key", help="API key (default: $FEATUREPLANE_API_KEY, else the admin key of `up`)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start Kafka, Ray, every actor and the gateway")
@@ -121,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     up.add_argument("--kafka-port", type=int, default=9092)
     up.add_argument("--rift-workers", type=int, default=1)
+    up.add_argument("--metadata-key-file", type=Path,
+                    help="key encrypting the control plane's metadata (default: $FEATUREPLANE_METADATA_KEY, "
+                         "else one made in the state folder)")
     up.add_argument("--foreground", action="store_true", help="run in this process until SIGTERM/SIGINT")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)
@@ -128,14 +201,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     apply = sub.add_parser("apply", help="apply a feature repository folder to a workspace")
     apply.add_argument("repo")
-    apply.add_argument("--workspace", default="prod")
-    apply.add_argument("--timeout", type=float, default=60)
+    apply.add_argument("--workspace", help="default: the selected workspace, else prod")
     apply.set_defaults(func=cmd_apply)
+
+    workspace = sub.add_parser("workspace", help="create, list and select workspaces")
+    ws_sub = workspace.add_subparsers(dest="workspace_command", required=True)
+    ws_create = ws_sub.add_parser("create", help="a live workspace, or --development (definitions only)")
+    ws_create.add_argument("name")
+    ws_create.add_argument("--development", action="store_true", help="validate and store only; never serve")
+    ws_sub.add_parser("list", help="the workspaces you may see (* = selected)")
+    ws_select = ws_sub.add_parser("select", help="the default workspace of later commands")
+    ws_select.add_argument("name")
+    workspace.set_defaults(func=cmd_workspace)
+
+    account = sub.add_parser("service-account", help="service accounts (admin)")
+    account_sub = account.add_subparsers(dest="account_command", required=True)
+    account_create = account_sub.add_parser("create", help="a new service account and its first API key")
+    account_create.add_argument("--name", required=True)
+    account_create.add_argument("--description", default="")
+    account.set_defaults(func=cmd_service_account)
+
+    access = sub.add_parser("access", help="roles of principals in workspaces")
+    access_sub = access.add_subparsers(dest="access_command", required=True)
+    for verb in ("assign-role", "unassign-role"):
+        grant = access_sub.add_parser(verb)
+        grant.add_argument("--role", required=True, choices=["viewer", "consumer", "operator", "editor", "owner"])
+        grant.add_argument("--principal", required=True)
+        grant.add_argument("--workspace", help="default: the selected workspace, else prod")
+    access.set_defaults(func=cmd_access)
+
+    keys = sub.add_parser("keys", help="API keys (admin)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key; it fails from the next request on")
+    revoke.add_argument("key_id")
+    create = keys_sub.add_parser("create", help="another key for a principal")
+    create.add_argument("--principal", required=True)
+    create.add_argument("--description", default="")
+    keys.set_defaults(func=cmd_keys)
 
     ingest = sub.add_parser("ingest", help="produce JSON lines to a stream source's topic")
     ingest.add_argument("source")
     ingest.add_argument("file", nargs="?", default="-", help="a JSON-lines file, or - for stdin")
-    ingest.add_argument("--workspace", default="prod")
+    ingest.add_argument("--workspace", help="default: the selected workspace, else prod")
     ingest.set_defaults(func=cmd_ingest)
 
     audit = sub.add_parser("audit", help="read the audit log")

@@ -7,21 +7,25 @@ customer's application producing raw events to a source topic (flow F5 starts th
 from __future__ import annotations
 
 import json
+import os
 import sys
+import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from actors.bus import Outgoing
 from actors.follower import RegistryFollower
 from actors.kafka_bus import KafkaBus
 from events import control
+from events.access import PrincipalKind, PrincipalSpec, new_api_key, parse_api_key, rehash_key
 from events.codec import CODEC
 from events.envelope import new_id
-from events.errors import DeadlineExceeded, InvalidRequest
+from events.errors import DeadlineExceeded, FeatureplaneError, InvalidRequest
 from events.planes import Component
 from events.registry import Registry
 from events.topics import CONTROL_COMMANDS, TopicNames
@@ -29,6 +33,7 @@ from sdk.repo import load_repo
 from stores.audit_log import LmdbAuditStore
 
 INGEST_CHUNK = 1000
+ADMIN_ID = "admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,27 +43,77 @@ class Connection:
     gateway_url: str
 
 
-async def apply_repo(conn: Connection, folder: Path, workspace: str, timeout_s: float) -> control.RepoApplied:
-    """Send the repository to the control plane and wait until it has published every definition."""
+def apply_repo(conn: Connection, folder: Path, workspace: str, api_key: str) -> dict[str, Any]:
+    """Compile the repository here and apply it through the gateway, as the key's principal."""
     repo = load_repo(folder)
-    command = control.ApplyRepo(new_id(), repo)
-    bus = KafkaBus(conn.bootstrap_servers, client_id="featureplane-cli")
+    status, body = http_call("POST", f"{conn.gateway_url}/api/v1/workspaces/{quote(workspace)}/apply",
+                             api_key=api_key, data=CODEC.encode_value(repo), content_type="application/x-msgpack",
+                             timeout_s=90)
+    return expect_ok(status, body)
+
+
+def expect_ok(status: int, body: Any) -> dict[str, Any]:
+    """The JSON body of a 2xx answer; otherwise the gateway's own error, as an exception."""
+    if 200 <= status < 300 and isinstance(body, dict):
+        return body
+    message = body.get("requestError", {}).get("errorMessage") if isinstance(body, dict) else None
+    raise RequestFailed(status, message or f"the gateway answered HTTP {status}")
+
+
+class RequestFailed(FeatureplaneError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+def admin_key_path(state_dir: Path) -> Path:
+    return state_dir / "admin.key"
+
+
+def read_key_file(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def write_key_file(path: Path, key_text: str) -> None:
+    """Create the file readable by its owner only, from the first byte on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key_text + "\n")
+    os.chmod(path, 0o600)
+
+
+async def bootstrap_admin(conn: Connection, key_text: str | None, timeout_s: float = 60) -> str:
+    """Make sure the admin exists with this key (a new one when None); returns the key's text.
+
+    The operator sends this straight to the control plane (same plane): there is no principal yet that
+    the gateway could authenticate. Only the key's salted hash leaves this process.
+    """
+    if key_text is None:
+        new = new_api_key(ADMIN_ID, "created by featureplane up", "operator")
+        key_text, spec = new.secret_text, new.spec
+    else:
+        key_id, secret = parse_api_key(key_text)
+        spec = rehash_key(key_id, secret, ADMIN_ID)
+    admin = PrincipalSpec(ADMIN_ID, PrincipalKind.USER, "admin", "account admin", "operator", is_admin=True)
+    command = control.BootstrapAdmin(new_id(), admin, spec)
+    bus = KafkaBus(conn.bootstrap_servers, client_id="featureplane-operator")
     follower = RegistryFollower(bus, conn.topics)
     try:
         await follower.start()
-        message = CODEC.message(command, producer=Component.OPERATOR, workspace=workspace)
-        await bus.send([Outgoing(conn.topics.name(CONTROL_COMMANDS), CODEC.encode(message),
-                                 CONTROL_COMMANDS.key(message))])
-        done = await follower.wait_for(
-            lambda r: command.apply_id in r.applied or command.apply_id in r.rejected, timeout_s)
+        message = CODEC.message(command, producer=Component.OPERATOR, workspace="", principal="operator")
+        await bus.send([Outgoing(conn.topics.name(CONTROL_COMMANDS), CODEC.encode(message))])
+        registry = await follower.wait_for(lambda r: command.command_id in r.commands, timeout_s)
     finally:
         await follower.close()
         await bus.close()
-    if command.apply_id in done.rejected:
-        raise InvalidRequest("the control plane rejected the repository: " +
-                             "; ".join(done.rejected[command.apply_id]))
-    count = len(repo.entities) + len(repo.stream_sources) + len(repo.feature_views) + len(repo.feature_services)
-    return control.RepoApplied(command.apply_id, count)
+    refusal = registry.commands[command.command_id]
+    if refusal is not None:
+        raise InvalidRequest(f"could not bootstrap the admin: {refusal}")
+    return key_text
 
 
 async def source_topic(conn: Connection, workspace: str, source: str, timeout_s: float = 15) -> str:
@@ -119,14 +174,27 @@ def verify_audit_chain(store_dir: Path) -> tuple[int, int | None]:
         return store.count(), store.verify()
 
 
-def http_json(url: str, body: dict[str, Any] | None = None, timeout_s: float = 10) -> tuple[int, Any]:
+def http_json(url: str, body: dict[str, Any] | None = None, timeout_s: float = 10,
+              api_key: str | None = None) -> tuple[int, Any]:
+    method = "GET" if body is None else "POST"
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    return http_call(method, url, api_key=api_key, data=data, timeout_s=timeout_s)
+
+
+def http_call(method: str, url: str, *, api_key: str | None, data: bytes | None = None,
+              content_type: str = "application/json", timeout_s: float = 10) -> tuple[int, Any]:
+    headers = {"Content-Type": content_type}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return response.status, json.loads(response.read())
+            return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        try:
+            return error.code, json.loads(error.read() or b"null")
+        except ValueError:
+            return error.code, None
 
 
 def audit_summary(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from actors.settings import Settings
+from deploy import client
 from deploy.cluster import init_ray, shutdown_ray, start_deployment
 from deploy.kafka import BrokerConfig, start_broker, stop_broker
 from deploy.runinfo import RunInfo
+from stores.metadata_key import DEFAULT_KEY_ENV_VAR, MetadataKey, write_key_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,7 @@ class UpOptions:
     external_bootstrap: str | None = None  # use this Kafka instead of starting one (docker compose)
     topic_prefix: str = "fp"
     rift_workers: int = 1
+    metadata_key_file: Path | None = None
 
 
 def _say(text: str) -> None:
@@ -50,7 +53,7 @@ async def run_foreground(options: UpOptions) -> int:
         bootstrap = start_broker(broker_cfg).bootstrap
     settings = Settings(bootstrap_servers=bootstrap, state_dir=state_dir, topic_prefix=options.topic_prefix,
                         gateway_host=options.gateway_host, gateway_port=options.gateway_port,
-                        log_json=not sys.stderr.isatty())
+                        log_json=not sys.stderr.isatty(), metadata_key_file=metadata_key_file(options))
     _say("starting Ray and the actors ...")
     init_ray(state_dir, log_to_driver=True)
     stop = asyncio.Event()
@@ -58,6 +61,7 @@ async def run_foreground(options: UpOptions) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     deployment = await start_deployment(settings, rift_workers=options.rift_workers)
+    await _bootstrap_admin(settings, deployment.gateway_url)
     info = RunInfo(os.getpid(), bootstrap, deployment.gateway_url, options.topic_prefix, str(state_dir),
                    str(log_path(state_dir)))
     info.write()
@@ -72,6 +76,31 @@ async def run_foreground(options: UpOptions) -> int:
         if not options.external_bootstrap:
             stop_broker(broker_cfg)
     return 0
+
+
+async def _bootstrap_admin(settings: Settings, gateway_url: str) -> None:
+    """The first admin's key, in a file only its owner may read (kept across restarts)."""
+    path = client.admin_key_path(settings.state_dir)
+    existing = client.read_key_file(path)
+    conn = client.Connection(settings.bootstrap_servers, settings.topics, gateway_url)
+    key = await client.bootstrap_admin(conn, existing)
+    if existing is None:
+        client.write_key_file(path, key)
+    _say(f"admin API key: {path} (readable by its owner only)")
+
+
+def metadata_key_file(options: UpOptions) -> Path | None:
+    """The customer-managed key of the control plane's metadata: --metadata-key-file, else
+    $FEATUREPLANE_METADATA_KEY (None here), else a key made once in the state folder (0600)."""
+    if options.metadata_key_file is not None:
+        return options.metadata_key_file.resolve()
+    if os.environ.get(DEFAULT_KEY_ENV_VAR):
+        return None
+    path = options.state_dir.resolve() / "metadata.key"
+    if not path.exists():
+        write_key_file(path, MetadataKey.generate())
+        _say(f"created the metadata encryption key {path} (keep it: the control plane's state needs it)")
+    return path
 
 
 def log_path(state_dir: Path) -> Path:

@@ -9,6 +9,8 @@
     ├── NotFound                    a workspace, feature service or feature view that does not exist (404)
     │   ├── UnknownWorkspace
     │   └── UnknownFeatureService
+    ├── Unauthenticated             no API key, or one that is unknown, revoked or wrong (401)
+    ├── PermissionDenied            a valid principal without the role for the action (403)
     ├── FlowDenied                  a message on a cross-plane flow its sender may not use
     ├── Unavailable (retriable)     a dependency (Kafka, a store) did not answer in time (503/504)
     │   └── DeadlineExceeded
@@ -62,6 +64,14 @@ class UnknownWorkspace(NotFound):
 
 class UnknownFeatureService(NotFound):
     pass
+
+
+class Unauthenticated(FeatureplaneError):
+    """The caller did not prove who it is."""
+
+
+class PermissionDenied(FeatureplaneError):
+    """The caller is known but lacks the role for what it asked."""
 
 
 class FlowDenied(FeatureplaneError):

@@ -47,6 +47,7 @@ FLOW_RULES: dict[Flow, FlowRule] = {
 # (sender, topic base) -> flow. `None` marks a route that stays inside one plane.
 ROUTES: dict[tuple[Component, str], Flow | None] = {
     (Component.OPERATOR, "control.commands"): None,
+    (Component.FEATURE_SERVER, "control.commands"): Flow.F9,
     (Component.CONTROL_PLANE, "control.events"): Flow.F8,
     (Component.AUDIT_LOG, "audit.replies"): Flow.F8,
     (Component.FEATURE_SERVER, "online.reads"): Flow.F2,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from events import control
+from events.access import Action, ApiKeySpec, PrincipalSpec, Role, actions_of
 from events.envelope import Message
 from events.errors import UnknownFeatureService, UnknownWorkspace
 from events.specs import (
@@ -23,11 +24,15 @@ from events.specs import (
 
 @dataclass(frozen=True, slots=True)
 class Workspace:
+    """A workspace's definitions. Live workspaces materialize and serve; development ones only hold
+    definitions."""
+
     name: str
     entities: dict[str, EntitySpec] = field(default_factory=dict)
     stream_sources: dict[str, StreamSourceSpec] = field(default_factory=dict)
     feature_views: dict[str, FeatureViewSpec] = field(default_factory=dict)
     feature_services: dict[str, FeatureServiceSpec] = field(default_factory=dict)
+    live: bool = True
 
     def join_keys(self, view: FeatureViewSpec) -> tuple[str, ...]:
         return tuple(key for entity in view.entities for key in self.entities[entity].join_keys)
@@ -51,6 +56,11 @@ class Registry:
     workspaces: dict[str, Workspace] = field(default_factory=dict)
     applied: frozenset[str] = frozenset()
     rejected: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    principals: dict[str, PrincipalSpec] = field(default_factory=dict)
+    keys: dict[str, ApiKeySpec] = field(default_factory=dict)  # revoked keys are removed
+    roles: dict[tuple[str, str], Role] = field(default_factory=dict)  # (principal, workspace) -> role
+    # command id -> None when it succeeded, else why it was rejected
+    commands: dict[str, str | None] = field(default_factory=dict)
 
     def workspace(self, name: str) -> Workspace:
         try:
@@ -58,12 +68,32 @@ class Registry:
         except KeyError:
             raise UnknownWorkspace(f"workspace '{name}' does not exist") from None
 
+    def may(self, principal_id: str, action: Action, workspace: str) -> bool:
+        """Whether the principal may do `action` in `workspace` (account admins may do anything)."""
+        principal = self.principals.get(principal_id)
+        if principal is None:
+            return False
+        if principal.is_admin:
+            return True
+        role = self.roles.get((principal_id, workspace))
+        return role is not None and action in actions_of(role)
+
+    def is_admin(self, principal_id: str) -> bool:
+        principal = self.principals.get(principal_id)
+        return principal is not None and principal.is_admin
+
+    def has_admin(self) -> bool:
+        return any(p.is_admin for p in self.principals.values())
+
     def stream_sources(self) -> list[tuple[str, StreamSourceSpec]]:
         return [(ws.name, s) for ws in self.workspaces.values() for s in ws.stream_sources.values()]
 
     def apply(self, message: Message[Any]) -> Registry:
         """The registry after one control event; other events leave it as it is."""
         body = message.body
+        folded = self._apply_access(body)
+        if folded is not None:
+            return folded
         if isinstance(body, control.RepoApplied):
             return replace(self, applied=self.applied | {body.apply_id})
         if isinstance(body, control.RepoRejected):
@@ -82,6 +112,29 @@ class Registry:
         else:
             return self
         return replace(self, workspaces={**self.workspaces, name: ws})
+
+    def _apply_access(self, body: object) -> Registry | None:
+        """The registry after an access, workspace or command-outcome event; None for any other event."""
+        if isinstance(body, control.WorkspaceCreated):
+            ws = self.workspaces.get(body.name) or Workspace(body.name)
+            return replace(self, workspaces={**self.workspaces, body.name: replace(ws, live=body.live)})
+        if isinstance(body, control.PrincipalCreated):
+            return replace(self, principals={**self.principals, body.principal.principal_id: body.principal})
+        if isinstance(body, control.ApiKeyIssued):
+            return replace(self, keys={**self.keys, body.key.key_id: body.key})
+        if isinstance(body, control.ApiKeyRevoked):
+            return replace(self, keys={k: v for k, v in self.keys.items() if k != body.key_id})
+        if isinstance(body, control.RoleAssigned):
+            grant = body.grant
+            return replace(self, roles={**self.roles, (grant.principal_id, grant.workspace): grant.role})
+        if isinstance(body, control.RoleUnassigned):
+            key = (body.grant.principal_id, body.grant.workspace)
+            return replace(self, roles={k: v for k, v in self.roles.items() if k != key})
+        if isinstance(body, control.CommandSucceeded):
+            return replace(self, commands={**self.commands, body.command_id: None})
+        if isinstance(body, control.CommandRejected):
+            return replace(self, commands={**self.commands, body.command_id: body.reason})
+        return None
 
     def apply_all(self, messages: Iterable[Message[Any]]) -> Registry:
         registry = self

@@ -46,11 +46,17 @@ class Topic:
         return isinstance(body, self.events)
 
 
-CONTROL_COMMANDS = Topic("control.commands", Component.CONTROL_PLANE, (control.ApplyRepo,), 1, _by_workspace)
+COMMANDS: tuple[type[Any], ...] = (
+    control.ApplyRepo, control.BootstrapAdmin, control.CreateWorkspace, control.CreateServiceAccount,
+    control.IssueApiKey, control.RevokeApiKey, control.AssignRole, control.UnassignRole,
+)
+CONTROL_COMMANDS = Topic("control.commands", Component.CONTROL_PLANE, COMMANDS, 1, _unkeyed)
 CONTROL_EVENTS = Topic(
     "control.events", Component.FEATURE_SERVER,
     (control.EntityApplied, control.StreamSourceApplied, control.FeatureViewApplied,
-     control.FeatureServiceApplied, control.RepoApplied, control.RepoRejected),
+     control.FeatureServiceApplied, control.RepoApplied, control.RepoRejected, control.WorkspaceCreated,
+     control.PrincipalCreated, control.ApiKeyIssued, control.ApiKeyRevoked, control.RoleAssigned,
+     control.RoleUnassigned, control.CommandSucceeded, control.CommandRejected),
     1, _by_workspace,
 )
 ONLINE_WRITES = Topic("online.writes", Component.ONLINE_STORE, (data.WriteOnlineRows,), 1, _by_feature_view)

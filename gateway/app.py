@@ -13,16 +13,15 @@ import structlog
 from aiohttp import web
 
 from actors.components.feature_server import FeatureServer
+from events.access import Action
 from events.errors import FeatureplaneError, InvalidRequest
+from gateway import admin
+from gateway.auth import SERVER_KEY, caller
 from gateway.errors import error_response, response_for
 from gateway.tecton import parse_get_features, render_get_features
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_AUDIT_LIMIT = 10_000
-# Until principals exist (control-plane issue), every caller is the same anonymous principal.
-ANONYMOUS = "anonymous"
-
-SERVER_KEY = web.AppKey("feature_server", FeatureServer)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,8 +57,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 async def get_features(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
+    principal = await caller(request)
     payload = await request.read()
-    feature_request, options = parse_get_features(payload, ANONYMOUS)
+    feature_request, options = parse_get_features(payload, principal.principal_id)
+    server.auth.require(principal, Action.READ_FEATURES, feature_request.workspace)
     served = await server.get_features(feature_request)
     body = _dumps(render_get_features(served, options)).encode()
     await server.audit_response(served, body)
@@ -77,10 +78,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def audit_flows(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    request.app[SERVER_KEY].auth.require_admin(principal)
     raw = request.query.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_AUDIT_LIMIT:
         raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}, got {raw!r}")
-    answer = await request.app[SERVER_KEY].recent_audit(int(raw), ANONYMOUS)
+    answer = await request.app[SERVER_KEY].recent_audit(int(raw), principal.principal_id)
     document = {"total": answer.total, "records": [dataclasses.asdict(r) for r in answer.records]}
     return web.Response(text=_dumps(document), content_type="application/json")
 
@@ -91,4 +94,5 @@ def create_app(server: FeatureServer) -> web.Application:
     app.router.add_post("/api/v1/feature-service/get-features", get_features)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/audit/flows", audit_flows)
+    admin.add_routes(app)
     return app

@@ -6,17 +6,23 @@ from aiohttp import web
 
 from events.errors import (
     DeadlineExceeded,
+    DecodeError,
     FeatureplaneError,
     FlowDenied,
     InvalidRequest,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 
 # Most specific first: the first family an error belongs to decides its status.
 _STATUS: list[tuple[type[FeatureplaneError], int, str]] = [
     (InvalidRequest, 400, "INVALID_ARGUMENT"),
+    (DecodeError, 400, "INVALID_ARGUMENT"),
     (NotFound, 404, "NOT_FOUND"),
+    (Unauthenticated, 401, "UNAUTHENTICATED"),
+    (PermissionDenied, 403, "PERMISSION_DENIED"),
     (FlowDenied, 403, "PERMISSION_DENIED"),
     (DeadlineExceeded, 504, "DEADLINE_EXCEEDED"),
     (Unavailable, 503, "UNAVAILABLE"),

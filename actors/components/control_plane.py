@@ -1,27 +1,45 @@
-"""ControlPlane: validates `ApplyRepo` commands and publishes the definitions on control events (F8)."""
+"""ControlPlane: decides commands and publishes the resulting control events (F8).
+
+`decide` is the pure policy: (registry, command envelope, command) -> events. The caller is the
+envelope's principal and every command is authorized here, whatever the gateway already checked. The
+control plane is the only writer of the control-events topic, so before each batch it catches up with
+that topic and then folds its own decisions in, command by command.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+from actors.follower import RegistryFollower
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
 from events import control
+from events.access import Action
 from events.codec import CODEC, Codec
-from events.envelope import Message
+from events.envelope import Envelope
 from events.planes import Component
+from events.registry import Registry
+from events.snapshot import encode_snapshot
 from events.topics import CONTROL_COMMANDS, CONTROL_EVENTS, TopicNames
 from events.validation import repo_errors
+from stores.metadata import EncryptedSnapshotStore
+
+REGISTRY_SYNC_TIMEOUT_S = 30.0
 
 
-def decide_apply(command: control.ApplyRepo) -> list[Any]:
-    """The control events that one apply publishes, in order: objects first, then the closing event."""
+def decide_apply(registry: Registry, envelope: Envelope, command: control.ApplyRepo) -> list[Any]:
+    """The control events of one apply, in order: objects first, then the closing event."""
+    workspace, caller = envelope.workspace, envelope.principal
+    if not registry.may(caller, Action.APPLY, workspace):
+        return [control.RepoRejected(command.apply_id, (f"'{caller}' may not apply to workspace '{workspace}'",))]
     errors = repo_errors(command.repo)
     if errors:
         return [control.RepoRejected(command.apply_id, tuple(errors))]
     repo = command.repo
-    events: list[Any] = [
+    events: list[Any] = [] if workspace in registry.workspaces else [control.WorkspaceCreated(workspace, True)]
+    events += [
         *(control.EntityApplied(e) for e in repo.entities),
         *(control.StreamSourceApplied(s) for s in repo.stream_sources),
         *(control.FeatureViewApplied(v) for v in repo.feature_views),
@@ -30,24 +48,101 @@ def decide_apply(command: control.ApplyRepo) -> list[Any]:
     return [*events, control.RepoApplied(command.apply_id, len(events))]
 
 
+def _refusal(registry: Registry, envelope: Envelope, command: Any) -> str | None:
+    """Why the caller may not run this access or workspace command, or None if it may."""
+    caller = envelope.principal
+    if isinstance(command, control.BootstrapAdmin):
+        return None if envelope.producer is Component.OPERATOR else "only the operator bootstraps the admin"
+    if isinstance(command, control.AssignRole | control.UnassignRole):
+        workspace = command.grant.workspace
+        if workspace not in registry.workspaces:
+            return f"workspace '{workspace}' does not exist"
+        if command.grant.principal_id not in registry.principals:
+            return f"principal '{command.grant.principal_id}' does not exist"
+        allowed = registry.may(caller, Action.MANAGE_ROLES, workspace)
+        return None if allowed else f"'{caller}' may not manage roles in workspace '{workspace}'"
+    return None if registry.is_admin(caller) else f"'{caller}' is not an account admin"
+
+
+def decide_access(registry: Registry, envelope: Envelope, command: Any) -> list[Any]:
+    refusal = _refusal(registry, envelope, command)
+    if refusal is None:
+        refusal, events = _access_events(registry, envelope.principal, command)
+    if refusal is not None:
+        return [control.CommandRejected(command.command_id, refusal)]
+    return [*events, control.CommandSucceeded(command.command_id)]
+
+
+def _access_events(registry: Registry, caller: str, command: Any) -> tuple[str | None, list[Any]]:
+    if isinstance(command, control.BootstrapAdmin):
+        if command.key.key_id in registry.keys:
+            return None, []  # the same bootstrap again: nothing to do
+        if registry.has_admin():
+            return "an admin exists already; use its key", []
+        admin = replace(command.principal, is_admin=True, created_by=caller)
+        return None, [control.PrincipalCreated(admin), control.ApiKeyIssued(command.key)]
+    if isinstance(command, control.CreateWorkspace):
+        if command.name in registry.workspaces:
+            return f"workspace '{command.name}' exists already", []
+        if not command.name.isidentifier():
+            return f"workspace name '{command.name}' must be a Python identifier", []
+        return None, [control.WorkspaceCreated(command.name, command.live)]
+    if isinstance(command, control.CreateServiceAccount):
+        principal = replace(command.principal, is_admin=False, created_by=caller)
+        if principal.principal_id in registry.principals:
+            return f"principal '{principal.principal_id}' exists already", []
+        if command.key.principal_id != principal.principal_id:
+            return "the key does not belong to the new service account", []
+        issued = control.ApiKeyIssued(replace(command.key, created_by=caller))
+        return None, [control.PrincipalCreated(principal), issued]
+    if isinstance(command, control.IssueApiKey):
+        if command.key.principal_id not in registry.principals:
+            return f"principal '{command.key.principal_id}' does not exist", []
+        return None, [control.ApiKeyIssued(replace(command.key, created_by=caller))]
+    if isinstance(command, control.RevokeApiKey):
+        if command.key_id not in registry.keys:
+            return f"API key '{command.key_id}' does not exist or is revoked already", []
+        return None, [control.ApiKeyRevoked(command.key_id)]
+    if isinstance(command, control.AssignRole):
+        return None, [control.RoleAssigned(command.grant)]
+    if isinstance(command, control.UnassignRole):
+        return None, [control.RoleUnassigned(command.grant)]
+    return f"unknown command {type(command).__name__}", []
+
+
+def decide(registry: Registry, envelope: Envelope, command: Any) -> list[Any]:
+    if isinstance(command, control.ApplyRepo):
+        return decide_apply(registry, envelope, command)
+    return decide_access(registry, envelope, command)
+
+
 class ControlPlane:
     component = Component.CONTROL_PLANE
 
-    def __init__(self, names: TopicNames, codec: Codec = CODEC) -> None:
+    def __init__(self, names: TopicNames, follower: RegistryFollower, codec: Codec = CODEC,
+                 snapshots: EncryptedSnapshotStore | None = None) -> None:
         self._names = names
+        self._follower = follower
         self._codec = codec
+        self._snapshots = snapshots
 
     def subscriptions(self) -> Sequence[str]:
         return [self._names.name(CONTROL_COMMANDS)]
 
     async def handle(self, batch: Sequence[Inbound]) -> Decision:
+        # Every earlier batch committed before this one started: once caught up, the registry has them.
+        registry = await self._follower.sync(REGISTRY_SYNC_TIMEOUT_S)
+        if self._snapshots is not None:
+            # Everything folded so far is committed: a restart resumes from here, not from offset 0.
+            self._snapshots.save(encode_snapshot(registry), self._follower.folded_positions())
         outputs: list[Outbound] = []
         for inbound in batch:
-            message: Message[Any] | None = inbound.message
-            if message is None or not isinstance(message.body, control.ApplyRepo):
+            message = inbound.message
+            if message is None or not CONTROL_COMMANDS.allows(message.body):
                 continue
-            for body in decide_apply(message.body):
+            for body in decide(registry, message.envelope, message.body):
                 event = self._codec.message(body, producer=self.component,
                                             workspace=message.envelope.workspace, caused_by=message.envelope)
+                registry = registry.apply(event)
                 outputs.append(Outbound(CONTROL_EVENTS, event))
         return Decision(outputs)

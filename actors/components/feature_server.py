@@ -8,7 +8,7 @@ response (F4) is audited once the gateway has its bytes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -16,21 +16,35 @@ from typing import Any
 
 from actors.auditing import make_record
 from actors.bus import Bus, TransactionalProducer
+from actors.components.auth import Authenticator
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound, publish
 from actors.replies import ReplyRouter
 from events.audit import AuditLogAnswered, AuditRecord, QueryAuditLog
 from events.codec import CODEC, Codec
+from events.control import ApplyRepo, RepoApplied
 from events.data import Lookup, OnlineRowsRead, ReadOnlineRows, Scalar
 from events.envelope import Envelope, Message, new_id, new_message
 from events.errors import InvalidRequest, NotFound
 from events.flows import Flow
 from events.planes import Component
-from events.registry import Workspace
-from events.specs import DType, FeatureServiceSpec
-from events.topics import AUDIT_QUERIES, AUDIT_REPLIES, ONLINE_READS, ONLINE_REPLIES, TopicNames
+from events.registry import Registry, Workspace
+from events.specs import DType, FeatureServiceSpec, RepoSpec
+from events.topics import (
+    AUDIT_QUERIES,
+    AUDIT_REPLIES,
+    CONTROL_COMMANDS,
+    ONLINE_READS,
+    ONLINE_REPLIES,
+    TopicNames,
+)
 
 REGISTRY_SYNC_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 30.0
+
+
+class CommandRefused(InvalidRequest):
+    """The control plane refused a command; the reason is its own."""
 
 
 class FeatureStatus(StrEnum):
@@ -104,6 +118,7 @@ class FeatureServer:
         self._timeout_s = read_timeout_s
         self._codec = codec
         self.follower = RegistryFollower(bus, names, codec)
+        self.auth = Authenticator(self.follower)
         self._replies = ReplyRouter(bus, [names.name(ONLINE_REPLIES), names.name(AUDIT_REPLIES)], replica_id,
                                     codec)
         self._producer: TransactionalProducer | None = None
@@ -141,11 +156,39 @@ class FeatureServer:
         so a client that just applied a repository never sees a 404 for it."""
         try:
             ws = self.follower.registry.workspace(workspace)
-            return ws, ws.service(service)
+            spec = ws.service(service)
         except NotFound:
             registry = await self.follower.sync(REGISTRY_SYNC_TIMEOUT_S)
-        ws = registry.workspace(workspace)
-        return ws, ws.service(service)
+            ws = registry.workspace(workspace)
+            spec = ws.service(service)
+        if not ws.live:
+            raise InvalidRequest(f"workspace '{workspace}' is a development workspace: it does not serve")
+        return ws, spec
+
+    async def run_command(self, command: Any, *, workspace: str, principal: str) -> Registry:
+        """Send an access or workspace command to the control plane (F9) and wait for its outcome."""
+        registry = await self._submit(command, workspace, principal,
+                                      lambda r: command.command_id in r.commands)
+        reason = registry.commands[command.command_id]
+        if reason is not None:
+            raise CommandRefused(reason)
+        return registry
+
+    async def apply_repo(self, repo: RepoSpec, *, workspace: str, principal: str) -> RepoApplied:
+        command = ApplyRepo(new_id(), repo)
+        registry = await self._submit(command, workspace, principal,
+                                      lambda r: command.apply_id in r.applied or command.apply_id in r.rejected)
+        if command.apply_id in registry.rejected:
+            raise CommandRefused("; ".join(registry.rejected[command.apply_id]))
+        count = len(repo.entities) + len(repo.stream_sources) + len(repo.feature_views) + len(repo.feature_services)
+        return RepoApplied(command.apply_id, count)
+
+    async def _submit(self, command: Any, workspace: str, principal: str,
+                      done: Callable[[Registry], bool]) -> Registry:
+        message = self._codec.message(command, producer=self.component, workspace=workspace, principal=principal)
+        async with self._producer_or_fail().transaction() as txn:
+            await publish(txn, self._codec, self._names, self.component, [Outbound(CONTROL_COMMANDS, message)])
+        return await self.follower.wait_for(done, COMMAND_TIMEOUT_S)
 
     async def audit_response(self, served: ServedFeatures, payload: bytes) -> None:
         """Record the F4 flow: the response bytes as they leave for the customer's application."""

@@ -110,7 +110,7 @@ class RiftWorker:
 
     def subscriptions(self) -> Sequence[str]:
         registry = self._follower.registry
-        return sorted({s.topic for ws in registry.workspaces.values()
+        return sorted({s.topic for ws in registry.workspaces.values() if ws.live
                        for s in ws.stream_sources.values() if ws.views_of_source(s.name)})
 
     async def handle(self, batch: Sequence[Inbound]) -> Decision:
@@ -163,7 +163,8 @@ class RiftWorker:
 
     def _sources_on(self, topic: str) -> list[tuple[Workspace, StreamSourceSpec]]:
         registry = self._follower.registry
-        return [(ws, s) for ws in registry.workspaces.values() for s in ws.stream_sources.values()
+        # Development workspaces hold definitions only: they never materialize.
+        return [(ws, s) for ws in registry.workspaces.values() if ws.live for s in ws.stream_sources.values()
                 if s.topic == topic]
 
     def _consumed_envelope(self, topic: str) -> Envelope:

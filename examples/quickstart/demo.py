@@ -1,9 +1,11 @@
 """The quickstart demo, as a customer's application sees featureplane.
 
-1. produces the events of events.jsonl to the `transactions` topic with an ordinary Kafka producer
+1. as the admin, creates a service account for the fraud model and gives it the consumer role;
+2. produces the events of events.jsonl to the `transactions` topic with an ordinary Kafka producer
    (aiokafka here; any Kafka client works: the source topic is the customer's);
-2. asks the gateway for each user's features over HTTP until the latest event of each user shows;
-3. prints the values and the audit log's summary by flow.
+3. asks the gateway for each user's features over HTTP, with the model's key, until the latest event
+   of each user shows;
+4. prints the values and the audit log's summary by flow.
 
 Run by `make demo` after `featureplane up` and `featureplane apply examples/quickstart`.
 """
@@ -19,7 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from deploy.client import audit_summary, http_json
+from deploy.client import admin_key_path, audit_summary, expect_ok, http_json, read_key_file
 from deploy.runinfo import DEFAULT_STATE_DIR, RunInfo
 
 HERE = Path(__file__).parent
@@ -47,10 +49,22 @@ def expected_latest(events: list[dict[str, object]]) -> dict[str, dict[str, obje
     return latest
 
 
-def get_features(gateway: str, user: str) -> tuple[int, dict[str, object]]:
+def get_features(gateway: str, user: str, key: str) -> tuple[int, dict[str, object]]:
     return http_json(f"{gateway}/api/v1/feature-service/get-features", {"params": {
         "workspace_name": WORKSPACE, "feature_service_name": SERVICE, "join_key_map": {"user_id": user},
-        "metadata_options": {"include_names": True, "include_serving_status": True}}})
+        "metadata_options": {"include_names": True, "include_serving_status": True}}}, api_key=key)
+
+
+def model_service_key(gateway: str, admin_key: str) -> tuple[str, str]:
+    """A service account for the fraud model, allowed to read features in the workspace and nothing else."""
+    status, made = http_json(f"{gateway}/api/v1/service-accounts",
+                             {"name": "fraud-model", "description": "reads features at authorization time"},
+                             api_key=admin_key)
+    account = expect_ok(status, made)
+    status, body = http_json(f"{gateway}/api/v1/workspaces/{WORKSPACE}/roles",
+                             {"principal_id": account["principal_id"], "role": "consumer"}, api_key=admin_key)
+    expect_ok(status, body)
+    return str(account["principal_id"]), str(account["api_key"])
 
 
 def main() -> int:
@@ -58,13 +72,19 @@ def main() -> int:
     if info is None:
         print("featureplane is not running: start it with `featureplane up`", file=sys.stderr)
         return 1
+    admin_key = read_key_file(admin_key_path(DEFAULT_STATE_DIR.resolve()))
+    if admin_key is None:
+        print("no admin key: featureplane up writes one to .state/admin.key", file=sys.stderr)
+        return 1
+    principal, key = model_service_key(info.gateway_url, admin_key)
+    print(f"service account {principal} (role consumer in '{WORKSPACE}') will read the features")
     events = [json.loads(line) for line in (HERE / "events.jsonl").read_text().splitlines() if line.strip()]
     print(f"producing {len(events)} events to topic 'transactions' at {info.bootstrap_servers}")
     asyncio.run(produce(info.bootstrap_servers, events))
     deadline = time.monotonic() + 60
     for user, event in sorted(expected_latest(events).items()):
         while True:
-            status, body = get_features(info.gateway_url, user)
+            status, body = get_features(info.gateway_url, user, key)
             values = body.get("result", {}).get("features") if status == 200 else None  # type: ignore[union-attr]
             if (values and values[0] == event["amount"]) or time.monotonic() > deadline:
                 break
@@ -76,7 +96,7 @@ def main() -> int:
         if not values or values[0] != event["amount"]:
             print(f"  expected last_amount={event['amount']}, got {values}", file=sys.stderr)
             return 1
-    summary = settled_audit_summary(info.gateway_url)
+    summary = settled_audit_summary(info.gateway_url, admin_key)
     print(f"\naudit log: {summary['total']} records (hash-chained); cross-plane flows:")
     for flow, entry in summary["flows"].items():
         print(f"  {flow}  messages={entry['messages']:<4} rows={entry['rows']:<4} bytes={entry['bytes']:<6} "
@@ -84,14 +104,14 @@ def main() -> int:
     return 0
 
 
-def settled_audit_summary(gateway: str) -> dict[str, Any]:
+def settled_audit_summary(gateway: str, admin_key: str) -> dict[str, Any]:
     """The audit summary once the audit log has caught up with the last response (F4 = F1), or after 10 s.
 
     The audit log consumes its topic asynchronously, so the newest records can be a moment behind.
     """
     deadline = time.monotonic() + 10
     while True:
-        _, audit = http_json(f"{gateway}/api/v1/audit/flows?limit=10000")
+        _, audit = http_json(f"{gateway}/api/v1/audit/flows?limit=10000", api_key=admin_key)
         flows = audit_summary(audit["records"])
         settled = flows.get("F1", {}).get("messages") == flows.get("F4", {}).get("messages")
         if settled or time.monotonic() > deadline:

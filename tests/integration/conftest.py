@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from actors.settings import Settings
+from deploy.client import Connection, bootstrap_admin
 from deploy.cluster import Deployment, init_ray, shutdown_ray, start_deployment
 from deploy.kafka import KAFKA_VERSION, REPO_ROOT, BrokerConfig, BrokerHandle, start_broker
+from stores.metadata_key import MetadataKey, write_key_file
 
 
 def free_ports(n: int) -> list[int]:
@@ -83,10 +85,20 @@ async def deployment(kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
                      tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     """Every component as a real Ray actor against the real broker; the gateway on a free port."""
     state_dir = tmp_path_factory.mktemp("state")
-    settings = Settings(bootstrap_servers=kafka_bootstrap, state_dir=state_dir,
+    key_file = state_dir / "metadata.key"
+    write_key_file(key_file, MetadataKey.generate())
+    settings = Settings(bootstrap_servers=kafka_bootstrap, state_dir=state_dir, metadata_key_file=key_file,
                         topic_prefix=topic_prefix, gateway_port=0, log_json=True, read_timeout_s=10)
     running = await start_deployment(settings)
     try:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture(scope="module")
+async def admin_key(deployment: Deployment) -> str:
+    """The deployment's admin, bootstrapped as `featureplane up` does it."""
+    settings = deployment.settings
+    conn = Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url)
+    return await bootstrap_admin(conn, None)

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from deploy.client import Connection, apply_repo
+
 T = TypeVar("T")
 
 REPO_TEMPLATE = '''
@@ -67,12 +69,22 @@ async def read_topic(bootstrap: str, topic: str, quiet_s: float = 1.5) -> list[A
 
 
 async def get_features(session: aiohttp.ClientSession, url: str, workspace: str, service: str,
-                       join_keys: dict[str, Any]) -> tuple[int, Any]:
+                       join_keys: dict[str, Any], key: str | None) -> tuple[int, Any]:
     body = {"params": {"workspace_name": workspace, "feature_service_name": service,
                        "join_key_map": join_keys,
                        "metadata_options": {"include_names": True, "include_serving_status": True}}}
-    async with session.post(f"{url}/api/v1/feature-service/get-features", data=json.dumps(body)) as resp:
+    async with session.post(f"{url}/api/v1/feature-service/get-features", data=json.dumps(body),
+                            headers=auth(key)) as resp:
         return resp.status, await resp.json()
+
+
+def auth(key: str | None, scheme: str = "Bearer") -> dict[str, str]:
+    return {"Authorization": f"{scheme} {key}"} if key else {}
+
+
+async def apply(conn: Connection, folder: Path, workspace: str, key: str) -> dict[str, Any]:
+    """`featureplane apply`, as the CLI does it (compile here, apply through the gateway)."""
+    return await asyncio.to_thread(apply_repo, conn, folder, workspace, key)
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout_s: float, what: str) -> T:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deploy.client import http_json
 from deploy.kafka import KAFKA_VERSION, REPO_ROOT
 from deploy.runinfo import RunInfo
 from deploy.supervisor import pid_alive
@@ -30,12 +31,10 @@ def _run(state_dir: Path, *args: str, stdin: str | None = None,
                           cwd=REPO_ROOT, env=env, check=False)
 
 
-def _get_features(gateway: str, user: str) -> Any:
-    body = json.dumps({"params": {"workspace_name": "prod", "feature_service_name": "fraud_detection",
-                                  "join_key_map": {"user_id": user}}}).encode()
-    request = urllib.request.Request(f"{gateway}/api/v1/feature-service/get-features", data=body)
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+def _get_features(gateway: str, user: str, key: str) -> tuple[int, Any]:
+    body = {"params": {"workspace_name": "prod", "feature_service_name": "fraud_detection",
+                       "join_key_map": {"user_id": user}}}
+    return http_json(f"{gateway}/api/v1/feature-service/get-features", body, api_key=key)
 
 
 @pytest.fixture
@@ -57,6 +56,8 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
         info = RunInfo.read(state_dir.resolve())
         assert info is not None
         assert pid_alive(info.pid)
+        admin_key = state_dir / "admin.key"
+        assert admin_key.stat().st_mode & 0o777 == 0o600  # readable by its owner only
 
         status = _run(state_dir, "status")
         assert status.returncode == 0, status.stderr
@@ -83,11 +84,27 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
         assert ingested.returncode == 0, ingested.stderr
         assert "sent 5 records" in ingested.stdout
 
+        made = _run(state_dir, "service-account", "create", "--name", "fraud-model")
+        assert made.returncode == 0, made.stderr
+        principal = re.search(r"service account (sa-[0-9a-f]+)", made.stdout)
+        key = re.search(r"(fpk_[0-9a-f]{16}_\S+)", made.stdout)
+        assert principal, made.stdout
+        assert key, made.stdout
+        assert _get_features(info.gateway_url, "u1", key.group(1))[0] == 403  # no role yet
+        granted = _run(state_dir, "access", "assign-role", "--role", "consumer", "--principal", principal.group(1))
+        assert granted.returncode == 0, granted.stderr
+
         deadline = time.monotonic() + 60
-        while (values := _get_features(info.gateway_url, "u1")["result"]["features"])[0] != 42.0:
-            assert time.monotonic() < deadline, f"u1 was never served its latest value: {values}"
+        while (answer := _get_features(info.gateway_url, "u1", key.group(1)))[1]["result"]["features"][0] != 42.0:
+            assert time.monotonic() < deadline, f"u1 was never served its latest value: {answer}"
             time.sleep(0.3)
-        assert values == [42.0, "books", True]
+        assert answer[0] == 200
+        assert answer[1]["result"]["features"] == [42.0, "books", True]
+
+        key_id = key.group(1).split("_")[1]
+        revoked = _run(state_dir, "keys", "revoke", key_id)
+        assert revoked.returncode == 0, revoked.stderr
+        assert _get_features(info.gateway_url, "u1", key.group(1))[0] == 401
 
         summary = _run(state_dir, "audit", "summary")
         assert summary.returncode == 0, summary.stderr

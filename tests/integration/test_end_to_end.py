@@ -12,15 +12,17 @@ from typing import Any
 import aiohttp
 import pytest
 
-from deploy.client import Connection, apply_repo
+from deploy.client import Connection
 from deploy.cluster import Deployment
 from events.audit import AuditRecord
 from events.codec import CODEC
 from events.data import RecordDeadLettered
 from events.flows import Flow
+from events.planes import Component
 from events.topics import (
     AUDIT_QUERIES,
     AUDIT_REPLIES,
+    CONTROL_COMMANDS,
     CONTROL_EVENTS,
     DEAD_LETTER,
     OFFLINE_WRITES,
@@ -30,7 +32,7 @@ from events.topics import (
 )
 from stores.audit_log import LmdbAuditStore
 from stores.offline import ParquetOfflineStore
-from tests.integration.helpers import eventually, get_features, produce_plain, read_topic, write_repo
+from tests.integration.helpers import apply, eventually, get_features, produce_plain, read_topic, write_repo
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +48,13 @@ MALFORMED = [b"{not json", json.dumps({"user_id": "u3", "ts": "2026-11-26T09:00:
 
 
 async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audited(
-        deployment: Deployment, kafka_bootstrap: str, tmp_path: Path) -> None:
+        deployment: Deployment, kafka_bootstrap: str, tmp_path: Path, admin_key: str) -> None:
     settings = deployment.settings
     names = settings.topics
     topic = f"{settings.topic_prefix}-transactions-{uuid.uuid4().hex[:6]}"
     conn = Connection(kafka_bootstrap, names, deployment.gateway_url)
-    applied = await apply_repo(conn, write_repo(tmp_path / "repo", topic), WS, timeout_s=60)
-    assert applied.object_count == 4
+    applied = await apply(conn, write_repo(tmp_path / "repo", topic), WS, admin_key)
+    assert applied["object_count"] == 4
 
     payloads = [json.dumps(e).encode() for e in EVENTS[:2]] + MALFORMED + [json.dumps(e).encode() for e in EVENTS[2:]]
     await produce_plain(kafka_bootstrap, topic, payloads)
@@ -60,7 +62,7 @@ async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audite
     url = deployment.gateway_url
     async with aiohttp.ClientSession() as http:
         async def latest_u1() -> Any:
-            status, body = await get_features(http, url, WS, "fraud", {"user_id": "u1"})
+            status, body = await get_features(http, url, WS, "fraud", {"user_id": "u1"}, admin_key)
             return body if status == 200 and body["result"]["features"][0] == 42.0 else None
 
         body = await eventually(latest_u1, 60, "u1's latest transaction to be served")
@@ -68,11 +70,11 @@ async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audite
         assert [f["name"] for f in body["metadata"]["features"]] == ["user_last.last_amount", "user_last.merchant"]
         assert {f["status"] for f in body["metadata"]["features"]} == {"PRESENT"}
 
-        status, body = await get_features(http, url, WS, "fraud", {"user_id": "u2"})
+        status, body = await get_features(http, url, WS, "fraud", {"user_id": "u2"}, admin_key)
         assert status == 200
         assert body["result"]["features"] == [250.0, "electronics"]  # the late, older event did not win
 
-        status, body = await get_features(http, url, WS, "fraud", {"user_id": "nobody"})
+        status, body = await get_features(http, url, WS, "fraud", {"user_id": "nobody"}, admin_key)
         assert status == 200
         assert body["result"]["features"] == [None, None]
         assert {f["status"] for f in body["metadata"]["features"]} == {"MISSING_DATA"}
@@ -103,18 +105,22 @@ async def _assert_every_flow_audited_exactly_once(deployment: Deployment, bootst
     names = deployment.settings.topics
     data_topics = {
         Flow.F2: [ONLINE_READS], Flow.F3: [ONLINE_REPLIES], Flow.F7: [ONLINE_WRITES, OFFLINE_WRITES, DEAD_LETTER],
-        Flow.F8: [CONTROL_EVENTS, AUDIT_REPLIES], Flow.F9: [AUDIT_QUERIES],
+        Flow.F8: [CONTROL_EVENTS, AUDIT_REPLIES], Flow.F9: [AUDIT_QUERIES, CONTROL_COMMANDS],
     }
     messages: dict[Flow, set[tuple[str, int, int]]] = {}
     for flow, topics in data_topics.items():
         coords: set[tuple[str, int, int]] = set()
         for t in topics:
-            coords |= {(r.topic, r.partition, r.offset) for r in await read_topic(bootstrap, names.name(t))}
+            for r in await read_topic(bootstrap, names.name(t)):
+                # The operator's own commands stay inside the control plane: no flow, no audit record.
+                if CODEC.decode(r.value).envelope.producer is not Component.OPERATOR:
+                    coords.add((r.topic, r.partition, r.offset))
         messages[flow] = coords
     assert messages[Flow.F2]
     assert messages[Flow.F3]
     assert messages[Flow.F7]
     assert messages[Flow.F8]
+    assert messages[Flow.F9]  # the apply went through the gateway to the control plane
 
     audit_dir = deployment.settings.store_dir("audit_log-0")
     expected_kafka = sum(len(c) for c in messages.values())

@@ -10,26 +10,26 @@ from typing import Any
 import aiohttp
 import pytest
 
-from deploy.client import Connection, apply_repo
+from deploy.client import Connection
 from deploy.cluster import Deployment
-from tests.integration.helpers import eventually, get_features, write_repo
+from tests.integration.helpers import apply, auth, eventually, get_features, write_repo
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-async def workspace(deployment: Deployment, kafka_bootstrap: str,
+async def workspace(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
                     tmp_path_factory: pytest.TempPathFactory) -> str:
     name = f"ws_{uuid.uuid4().hex[:6]}"
     repo = write_repo(tmp_path_factory.mktemp("repo"), f"{deployment.settings.topic_prefix}-gw-source")
     conn = Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url)
-    await apply_repo(conn, repo, name, timeout_s=60)
+    await apply(conn, repo, name, admin_key)
     return name
 
 
-async def _post(url: str, payload: bytes) -> tuple[int, Any]:
+async def _post(url: str, payload: bytes, key: str | None) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as http, http.post(
-            f"{url}/api/v1/feature-service/get-features", data=io.BytesIO(payload)) as resp:
+            f"{url}/api/v1/feature-service/get-features", data=io.BytesIO(payload), headers=auth(key)) as resp:
         return resp.status, await resp.json()
 
 
@@ -37,9 +37,11 @@ def _error_type(body: Any) -> str:
     return str(body["requestError"]["errorType"])
 
 
-async def test_a_just_applied_service_is_served_not_404(deployment: Deployment, workspace: str) -> None:
+async def test_a_just_applied_service_is_served_not_404(deployment: Deployment, workspace: str,
+                                                        admin_key: str) -> None:
     async with aiohttp.ClientSession() as http:
-        status, body = await get_features(http, deployment.gateway_url, workspace, "fraud", {"user_id": "u"})
+        status, body = await get_features(http, deployment.gateway_url, workspace, "fraud", {"user_id": "u"},
+                                          admin_key)
     assert status == 200, body
     assert body["result"]["features"] == [None, None]
 
@@ -53,12 +55,15 @@ async def test_healthz_lists_applied_workspaces(deployment: Deployment, workspac
     assert await eventually(listed, 10, f"workspace {workspace} in /healthz")
 
 
-async def test_unknown_workspace_and_service_are_404(deployment: Deployment, workspace: str) -> None:
+async def test_unknown_workspace_and_service_are_404(deployment: Deployment, workspace: str,
+                                                     admin_key: str) -> None:
     async with aiohttp.ClientSession() as http:
-        status, body = await get_features(http, deployment.gateway_url, "nowhere", "fraud", {"user_id": "u"})
+        status, body = await get_features(http, deployment.gateway_url, "nowhere", "fraud", {"user_id": "u"},
+                                          admin_key)
         assert (status, _error_type(body)) == (404, "NOT_FOUND")
         assert "nowhere" in body["requestError"]["errorMessage"]
-        status, body = await get_features(http, deployment.gateway_url, workspace, "nothing", {"user_id": "u"})
+        status, body = await get_features(http, deployment.gateway_url, workspace, "nothing", {"user_id": "u"},
+                                          admin_key)
         assert (status, _error_type(body)) == (404, "NOT_FOUND")
         assert "nothing" in body["requestError"]["errorMessage"]
 
@@ -68,21 +73,23 @@ async def test_unknown_workspace_and_service_are_404(deployment: Deployment, wor
     (b'{"params": {"workspace_name": "w"}}', "feature_service_name"),
     (b"[]", "params"),
 ])
-async def test_malformed_requests_are_400(deployment: Deployment, payload: bytes, fragment: str) -> None:
-    status, body = await _post(deployment.gateway_url, payload)
+async def test_malformed_requests_are_400(deployment: Deployment, payload: bytes, fragment: str,
+                                         admin_key: str) -> None:
+    status, body = await _post(deployment.gateway_url, payload, admin_key)
     assert (status, _error_type(body)) == (400, "INVALID_ARGUMENT")
     assert fragment in body["requestError"]["errorMessage"]
 
 
-async def test_missing_join_key_is_400(deployment: Deployment, workspace: str) -> None:
+async def test_missing_join_key_is_400(deployment: Deployment, workspace: str, admin_key: str) -> None:
     async with aiohttp.ClientSession() as http:
-        status, body = await get_features(http, deployment.gateway_url, workspace, "fraud", {"account": "a"})
+        status, body = await get_features(http, deployment.gateway_url, workspace, "fraud", {"account": "a"},
+                                          admin_key)
     assert status == 400
     assert "user_id" in body["requestError"]["errorMessage"]
 
 
-async def test_oversized_body_is_413(deployment: Deployment) -> None:
-    status, body = await _post(deployment.gateway_url, b"{" + b" " * (2 * 1024 * 1024) + b"}")
+async def test_oversized_body_is_413(deployment: Deployment, admin_key: str) -> None:
+    status, body = await _post(deployment.gateway_url, b"{" + b" " * (2 * 1024 * 1024) + b"}", admin_key)
     assert (status, _error_type(body)) == (413, "PAYLOAD_TOO_LARGE")
 
 
@@ -93,17 +100,18 @@ async def test_unknown_path_is_404_with_an_error_body(deployment: Deployment) ->
 
 
 @pytest.mark.parametrize("limit", ["0", "abc", "-3", "100000"])
-async def test_audit_limit_is_validated(deployment: Deployment, limit: str) -> None:
+async def test_audit_limit_is_validated(deployment: Deployment, limit: str, admin_key: str) -> None:
     async with aiohttp.ClientSession() as http, http.get(
-            f"{deployment.gateway_url}/api/v1/audit/flows", params={"limit": limit}) as resp:
+            f"{deployment.gateway_url}/api/v1/audit/flows", params={"limit": limit}, headers=auth(admin_key)) as resp:
         assert resp.status == 400
 
 
 async def test_audit_flows_returns_recent_records_without_feature_values(deployment: Deployment,
-                                                                         workspace: str) -> None:
+                                                                         workspace: str, admin_key: str) -> None:
     async with aiohttp.ClientSession() as http:
-        await get_features(http, deployment.gateway_url, workspace, "fraud", {"user_id": "someone"})
-        async with http.get(f"{deployment.gateway_url}/api/v1/audit/flows", params={"limit": "50"}) as resp:
+        await get_features(http, deployment.gateway_url, workspace, "fraud", {"user_id": "someone"}, admin_key)
+        async with http.get(f"{deployment.gateway_url}/api/v1/audit/flows", params={"limit": "50"},
+                            headers=auth(admin_key)) as resp:
             assert resp.status == 200
             body = await resp.json()
     assert body["total"] >= len(body["records"]) > 0

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from actors.components.control_plane import decide_apply
+from events.access import PrincipalKind, PrincipalSpec
+from events.control import ApplyRepo
+from events.envelope import Envelope, new_message
+from events.planes import Component
+from events.registry import Registry
 from events.specs import (
     DType,
     EntitySpec,
@@ -28,3 +34,21 @@ REPO = RepoSpec(
     feature_views=(VIEW,),
     feature_services=(FeatureServiceSpec("fraud", ("user_last",)),),
 )
+
+
+ADMIN = PrincipalSpec("admin", PrincipalKind.USER, "admin", "", "operator", is_admin=True)
+
+
+def admin_registry() -> Registry:
+    return Registry(principals={"admin": ADMIN})
+
+
+def envelope_of(principal: str = "admin", workspace: str = "prod",
+                producer: Component = Component.FEATURE_SERVER) -> Envelope:
+    return new_message(None, type_tag="t", schema_version=1, producer=producer, workspace=workspace,
+                       principal=principal).envelope
+
+
+def applied_events(repo: RepoSpec = REPO, apply_id: str = "a1") -> list[object]:
+    """The control events of an admin applying `repo` to workspace prod."""
+    return decide_apply(admin_registry(), envelope_of(), ApplyRepo(apply_id, repo))

@@ -4,7 +4,6 @@ from dataclasses import replace
 
 import pytest
 
-from actors.components.control_plane import decide_apply
 from events import control
 from events.codec import CODEC
 from events.errors import UnknownFeatureService, UnknownWorkspace
@@ -12,7 +11,7 @@ from events.planes import Component
 from events.registry import Registry
 from events.specs import DType, EntitySpec, FeatureServiceSpec, FeatureSpec
 from events.validation import repo_errors
-from tests.unit.fixtures import REPO, VIEW
+from tests.unit.fixtures import REPO, VIEW, applied_events
 
 
 def _fold(bodies: list[object], workspace: str = "prod") -> Registry:
@@ -25,14 +24,15 @@ def test_valid_repo_has_no_errors() -> None:
 
 
 def test_apply_publishes_each_object_then_closes() -> None:
-    events = decide_apply(control.ApplyRepo("a1", REPO))
+    events = applied_events()
     assert [type(e).__name__ for e in events] == [
-        "EntityApplied", "StreamSourceApplied", "FeatureViewApplied", "FeatureServiceApplied", "RepoApplied"]
-    assert events[-1] == control.RepoApplied("a1", 4)
+        "WorkspaceCreated", "EntityApplied", "StreamSourceApplied", "FeatureViewApplied", "FeatureServiceApplied",
+        "RepoApplied"]
+    assert events[-1] == control.RepoApplied("a1", 5)
 
 
 def test_folding_the_published_events_rebuilds_the_repo() -> None:
-    registry = _fold(decide_apply(control.ApplyRepo("a1", REPO)))
+    registry = _fold(applied_events())
     ws = registry.workspace("prod")
     assert "a1" in registry.applied
     assert ws.service("fraud").feature_views == ("user_last",)
@@ -41,7 +41,7 @@ def test_folding_the_published_events_rebuilds_the_repo() -> None:
 
 
 def test_unknown_workspace_and_service_are_not_found() -> None:
-    registry = _fold(decide_apply(control.ApplyRepo("a1", REPO)))
+    registry = _fold(applied_events())
     with pytest.raises(UnknownWorkspace, match="staging"):
         registry.workspace("staging")
     with pytest.raises(UnknownFeatureService, match="nope"):
@@ -61,7 +61,7 @@ def test_unknown_workspace_and_service_are_not_found() -> None:
 ])
 def test_invalid_repos_are_rejected_with_the_reason(change: object, message: str) -> None:
     repo = change(REPO)  # type: ignore[operator]
-    events = decide_apply(control.ApplyRepo("a2", repo))
+    events = applied_events(repo, "a2")
     assert len(events) == 1
     assert isinstance(events[0], control.RepoRejected)
     assert any(message in e for e in events[0].errors), events[0].errors

@@ -6,15 +6,13 @@ from datetime import UTC, datetime
 import msgpack
 import pytest
 
-from actors.components.control_plane import decide_apply
 from actors.components.rift import parse_record, parse_timestamp, project
-from events import control
 from events.codec import CODEC
 from events.errors import InvalidRequest
 from events.planes import Component
 from events.registry import Registry
 from events.specs import RecordFormat
-from tests.unit.fixtures import REPO, SOURCE, VIEW
+from tests.unit.fixtures import SOURCE, VIEW, applied_events
 
 
 def _record(**fields: object) -> bytes:
@@ -62,7 +60,7 @@ def test_epoch_seconds_and_millis_are_the_same_instant() -> None:
 def test_project_keeps_the_declared_features_under_their_names() -> None:
     registry = Registry().apply_all(
         CODEC.message(e, producer=Component.CONTROL_PLANE, workspace="prod")
-        for e in decide_apply(control.ApplyRepo("a", REPO)))
+        for e in applied_events())
     ws = registry.workspace("prod")
     row = project(ws, VIEW, SOURCE, parse_record(SOURCE, _record(amount=9.5)))
     assert row.entity_key == ("u1",)

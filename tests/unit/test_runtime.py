@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from actors.bus import Outgoing
-from actors.components.control_plane import ControlPlane, decide_apply
+from actors.components.control_plane import ControlPlane
 from actors.components.online_store import OnlineStoreShard
 from actors.components.rift import RiftWorker
 from actors.follower import RegistryFollower
 from actors.memory_bus import MemoryBus
 from actors.runtime import ComponentRuntime
 from events import control
+from events.access import new_api_key
 from events.audit import AuditRecord
 from events.codec import CODEC
 from events.data import FeatureRow, Lookup, ReadOnlineRows, RecordDeadLettered, SourceRange, WriteOnlineRows
@@ -33,7 +34,7 @@ from events.topics import (
     TopicNames,
 )
 from stores.online import InMemoryOnlineStore
-from tests.unit.fixtures import REPO
+from tests.unit.fixtures import ADMIN, REPO, applied_events
 
 NAMES = TopicNames("t")
 
@@ -43,7 +44,7 @@ def _bodies(bus: MemoryBus, topic: Any) -> list[Any]:
 
 
 async def _publish_repo(bus: MemoryBus) -> None:
-    events = decide_apply(control.ApplyRepo("a1", REPO))
+    events = applied_events()
     await bus.send([Outgoing(NAMES.name(CONTROL_EVENTS), CODEC.encode(
         CODEC.message(e, producer=Component.CONTROL_PLANE, workspace="prod"))) for e in events])
 
@@ -57,20 +58,48 @@ async def _rift(bus: MemoryBus) -> tuple[ComponentRuntime, RegistryFollower]:
     return runtime, follower
 
 
+async def _control_plane(bus: MemoryBus) -> tuple[ComponentRuntime, RegistryFollower]:
+    follower = RegistryFollower(bus, NAMES)
+    await follower.start()
+    runtime = ComponentRuntime(bus, NAMES, ControlPlane(NAMES, follower), instance_id="cp-0", group_id="t.cp")
+    await runtime.start()
+    return runtime, follower
+
+
 async def test_control_plane_publishes_definitions_and_commits_its_offset() -> None:
     bus = MemoryBus()
-    command = CODEC.message(control.ApplyRepo("a1", REPO), producer=Component.OPERATOR, workspace="prod")
-    await bus.send([Outgoing(NAMES.name(CONTROL_COMMANDS), CODEC.encode(command))])
-    runtime = ComponentRuntime(bus, NAMES, ControlPlane(NAMES), instance_id="cp-0", group_id="t.cp")
-    await runtime.start()
-    assert await runtime.step() == 1
+    key = new_api_key("admin", "", "operator")
+    bootstrap = CODEC.message(control.BootstrapAdmin("c1", ADMIN, key.spec), producer=Component.OPERATOR,
+                              workspace="")
+    command = CODEC.message(control.ApplyRepo("a1", REPO), producer=Component.FEATURE_SERVER, workspace="prod",
+                            principal="admin")
+    await bus.send([Outgoing(NAMES.name(CONTROL_COMMANDS), CODEC.encode(m)) for m in (bootstrap, command)])
+    runtime, follower = await _control_plane(bus)
+    assert await runtime.step() == 2  # the apply sees the admin created earlier in the same batch
     events = bus.records(NAMES.name(CONTROL_EVENTS))
-    assert [type(CODEC.decode(r.value).body).__name__ for r in events][-1] == "RepoApplied"
+    names = [type(CODEC.decode(r.value).body).__name__ for r in events]
+    assert names[:3] == ["PrincipalCreated", "ApiKeyIssued", "CommandSucceeded"]
+    assert names[-1] == "RepoApplied"
     audits = _bodies(bus, AUDIT)
     assert [a.flow for a in audits] == [Flow.F8] * len(events)
     assert sorted(a.first_offset for a in audits) == [r.offset for r in events]
-    assert bus.committed("t.cp") == {(NAMES.name(CONTROL_COMMANDS), 0): 1}
-    assert all(CODEC.decode(r.value).envelope.causation_id == command.envelope.event_id for r in events)
+    assert bus.committed("t.cp") == {(NAMES.name(CONTROL_COMMANDS), 0): 2}
+    applied = [r for r in events if CODEC.decode(r.value).envelope.causation_id == command.envelope.event_id]
+    assert len(applied) == len(events) - 3
+    await follower.close()
+
+
+async def test_control_plane_refuses_an_apply_by_a_stranger() -> None:
+    bus = MemoryBus()
+    command = CODEC.message(control.ApplyRepo("a1", REPO), producer=Component.FEATURE_SERVER, workspace="prod",
+                            principal="mallory")
+    await bus.send([Outgoing(NAMES.name(CONTROL_COMMANDS), CODEC.encode(command))])
+    runtime, follower = await _control_plane(bus)
+    assert await runtime.step() == 1
+    (rejected,) = _bodies(bus, CONTROL_EVENTS)
+    assert isinstance(rejected, control.RepoRejected)
+    assert "'mallory' may not apply" in rejected.errors[0]
+    await follower.close()
 
 
 async def test_rift_writes_valid_records_dead_letters_bad_ones_and_audits_all() -> None:
@@ -139,9 +168,9 @@ async def test_online_store_answers_reads_after_writes_in_the_same_batch() -> No
 async def test_undecodable_platform_message_goes_to_dead_letter() -> None:
     bus = MemoryBus()
     await bus.send([Outgoing(NAMES.name(CONTROL_COMMANDS), b"\x93garbage")])
-    runtime = ComponentRuntime(bus, NAMES, ControlPlane(NAMES), instance_id="cp-0", group_id="t.cp")
-    await runtime.start()
+    runtime, follower = await _control_plane(bus)
     assert await runtime.step() == 1
+    await follower.close()
     (dead,) = _bodies(bus, DEAD_LETTER)
     assert dead.payload == b"\x93garbage"
     assert "not a featureplane message" in dead.reason

@@ -1,0 +1,154 @@
+"""Control-plane operations over HTTP, for the CLI: apply, workspaces, service accounts, keys, roles.
+
+The gateway checks the caller's role for a quick 403; the control plane authorizes every command
+again, since it is the one that decides.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from events import control
+from events.access import Action, PrincipalKind, PrincipalSpec, Role, RoleGrant, new_api_key
+from events.codec import CODEC
+from events.envelope import new_id
+from events.errors import InvalidRequest, NotFound
+from events.specs import RepoSpec
+from gateway.auth import SERVER_KEY, caller
+
+MSGPACK = "application/x-msgpack"
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+def _text(body: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = body.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{key}' is required and must be a non-empty string")
+    return value
+
+
+async def apply_repo(request: web.Request) -> web.Response:
+    """POST /api/v1/workspaces/{workspace}/apply, body: the compiled RepoSpec, msgpack-encoded."""
+    principal, workspace = await caller(request), request.match_info["workspace"]
+    server = request.app[SERVER_KEY]
+    if workspace in server.follower.registry.workspaces:
+        server.auth.require(principal, Action.APPLY, workspace)
+    else:
+        server.auth.require_admin(principal)  # applying to a new workspace creates it
+    if request.content_type != MSGPACK:
+        raise InvalidRequest(f"send the compiled repository as {MSGPACK} (featureplane apply does)")
+    repo = CODEC.decode_value(await request.read())
+    if not isinstance(repo, RepoSpec):
+        raise InvalidRequest("the body is not a compiled feature repository")
+    applied = await server.apply_repo(repo, workspace=workspace, principal=principal.principal_id)
+    return web.json_response({"apply_id": applied.apply_id, "object_count": applied.object_count})
+
+
+async def list_workspaces(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    registry = request.app[SERVER_KEY].follower.registry
+    visible = [ws for ws in registry.workspaces.values()
+               if registry.may(principal.principal_id, Action.READ_METADATA, ws.name)]
+    return web.json_response({"workspaces": [{"name": ws.name, "live": ws.live} for ws in visible]})
+
+
+async def describe_workspace(request: web.Request) -> web.Response:
+    principal, name = await caller(request), request.match_info["workspace"]
+    server = request.app[SERVER_KEY]
+    server.auth.require(principal, Action.READ_METADATA, name)
+    ws = server.follower.registry.workspace(name)
+    return web.json_response({
+        "name": ws.name, "live": ws.live, "entities": sorted(ws.entities),
+        "stream_sources": sorted(ws.stream_sources), "feature_views": sorted(ws.feature_views),
+        "feature_services": {n: list(s.feature_views) for n, s in sorted(ws.feature_services.items())},
+    })
+
+
+async def create_workspace(request: web.Request) -> web.Response:
+    principal, body = await caller(request), await _json_body(request)
+    server = request.app[SERVER_KEY]
+    server.auth.require_admin(principal)
+    name, live = _text(body, "name"), body.get("live", True)
+    if not isinstance(live, bool):
+        raise InvalidRequest("'live' must be true or false")
+    await server.run_command(control.CreateWorkspace(new_id(), name, live), workspace=name,
+                             principal=principal.principal_id)
+    return web.json_response({"name": name, "live": live}, status=201)
+
+
+async def create_service_account(request: web.Request) -> web.Response:
+    """The new account's API key is in this response and nowhere else."""
+    principal, body = await caller(request), await _json_body(request)
+    server = request.app[SERVER_KEY]
+    server.auth.require_admin(principal)
+    name = _text(body, "name")
+    account = PrincipalSpec(f"sa-{new_id()[:12]}", PrincipalKind.SERVICE_ACCOUNT, name,
+                            str(body.get("description", "")), principal.principal_id)
+    key = new_api_key(account.principal_id, str(body.get("description", "")), principal.principal_id)
+    await server.run_command(control.CreateServiceAccount(new_id(), account, key.spec), workspace="",
+                             principal=principal.principal_id)
+    return web.json_response({"principal_id": account.principal_id, "name": name, "key_id": key.spec.key_id,
+                              "api_key": key.secret_text}, status=201)
+
+
+async def issue_key(request: web.Request) -> web.Response:
+    principal, body = await caller(request), await _json_body(request)
+    server = request.app[SERVER_KEY]
+    server.auth.require_admin(principal)
+    owner = request.match_info["principal"]
+    key = new_api_key(owner, str(body.get("description", "")), principal.principal_id)
+    await server.run_command(control.IssueApiKey(new_id(), key.spec), workspace="", principal=principal.principal_id)
+    return web.json_response({"principal_id": owner, "key_id": key.spec.key_id, "api_key": key.secret_text},
+                             status=201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    server = request.app[SERVER_KEY]
+    server.auth.require_admin(principal)
+    key_id = request.match_info["key_id"]
+    if key_id not in server.follower.registry.keys:
+        raise NotFound(f"API key '{key_id}' does not exist or is revoked already")
+    await server.run_command(control.RevokeApiKey(new_id(), key_id), workspace="", principal=principal.principal_id)
+    return web.json_response({"key_id": key_id, "revoked": True})
+
+
+async def assign_role(request: web.Request) -> web.Response:
+    principal, body = await caller(request), await _json_body(request)
+    workspace = request.match_info["workspace"]
+    server = request.app[SERVER_KEY]
+    server.auth.require(principal, Action.MANAGE_ROLES, workspace)
+    try:
+        role = Role(_text(body, "role"))
+    except ValueError:
+        raise InvalidRequest(f"'role' must be one of {[r.value for r in Role]}") from None
+    grant = RoleGrant(_text(body, "principal_id"), workspace, role)
+    command: Any = control.UnassignRole(new_id(), grant) if request.method == "DELETE" else \
+        control.AssignRole(new_id(), grant)
+    await server.run_command(command, workspace=workspace, principal=principal.principal_id)
+    return web.json_response({"principal_id": grant.principal_id, "workspace": workspace, "role": role.value,
+                              "assigned": request.method != "DELETE"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/workspaces/{workspace}/apply", apply_repo)
+    app.router.add_get("/api/v1/workspaces", list_workspaces)
+    app.router.add_post("/api/v1/workspaces", create_workspace)
+    app.router.add_get("/api/v1/workspaces/{workspace}", describe_workspace)
+    app.router.add_post("/api/v1/workspaces/{workspace}/roles", assign_role)
+    app.router.add_delete("/api/v1/workspaces/{workspace}/roles", assign_role)
+    app.router.add_post("/api/v1/service-accounts", create_service_account)
+    app.router.add_post("/api/v1/principals/{principal}/keys", issue_key)
+    app.router.add_delete("/api/v1/keys/{key_id}", revoke_key)
