@@ -12,6 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from actors.components.audit_log import AuditLog
 from actors.components.control_plane import ControlPlane
 from actors.components.offline_store import OfflineStoreWriter
@@ -93,6 +95,10 @@ class ComponentHost:
         self._closers.append(snapshots)
         loaded = snapshots.load()
         registry, positions = (decode_snapshot(loaded[0]), loaded[1]) if loaded else (None, None)
+        if registry is not None:
+            structlog.get_logger().info("control_plane_restored", workspaces=len(registry.workspaces),
+                                        principals=len(registry.principals), key_id=key.key_id,
+                                        resumes_at={f"{t}/{p}": o for (t, p), o in (positions or {}).items()})
         follower = RegistryFollower(bus, settings.topics, registry=registry, positions=positions)
         await follower.start()
         self._closers.insert(0, follower)

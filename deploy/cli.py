@@ -15,6 +15,7 @@ from deploy import client, supervisor
 from deploy.runinfo import DEFAULT_STATE_DIR, RunInfo
 from events.errors import FeatureplaneError, InvalidRequest
 from events.topics import TopicNames
+from stores.metadata import MetadataKey, load_metadata_key, rotate_key, write_key_file
 
 
 def _connection(args: argparse.Namespace) -> client.Connection:
@@ -89,10 +90,34 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
+def cmd_plan(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
-    applied = client.apply_repo(_connection(args), Path(args.repo), workspace, _api_key(args))
-    print(f"applied {applied['object_count']} objects to workspace '{workspace}' (apply {applied['apply_id']})")
+    plan = client.plan_repo(_connection(args), Path(args.repo), workspace, _api_key(args), _plans_dir(args))
+    changes = plan["changes"]
+    print(f"plan {plan['plan_id']} for workspace '{workspace}': {len(changes) or 'no'} change(s)")
+    for change in changes:
+        mark = {"create": "+", "update": "~", "delete": "-"}[change["action"]]
+        print(f"  {mark} {change['summary']}")
+    if plan["blocked"]:
+        print("this plan cannot be applied: prevent_destroy blocks the changes marked BLOCKED", file=sys.stderr)
+        return 1
+    print(f"apply exactly this with: featureplane apply --plan-id {plan['plan_id']}")
+    return 0
+
+
+def _plans_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir).resolve() / "plans"
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    if args.plan_id:
+        workspace, applied = client.apply_plan(_connection(args), args.plan_id, _api_key(args), _plans_dir(args))
+    elif args.repo:
+        workspace = _workspace(args)
+        applied = client.apply_repo(_connection(args), Path(args.repo), workspace, _api_key(args))
+    else:
+        raise InvalidRequest("name a feature repository folder, or --plan-id of a saved plan")
+    print(f"applied {applied['object_count']} change(s) to workspace '{workspace}' (apply {applied['apply_id']})")
     return 0
 
 
@@ -176,6 +201,30 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_metadata_rotate(args: argparse.Namespace) -> int:
+    """Re-encrypt the control plane's snapshot under a new key; featureplane must be down (the store is locked)."""
+    state_dir = args.state_dir.resolve()
+    info = RunInfo.read(state_dir)
+    if info is not None and supervisor.pid_alive(info.pid):
+        raise InvalidRequest("stop featureplane first (featureplane down): the control plane holds its store")
+    prefix = args.topic_prefix or "fp"
+    folder = store_dir(state_dir, prefix, "control_plane-0") / "metadata"
+    old_file = (args.old_key_file or state_dir / "metadata.key").resolve()
+    old = load_metadata_key(old_file if old_file.exists() else None)
+    if args.new_key_file:
+        rotate_key(folder, old, load_metadata_key(args.new_key_file.resolve(), env_var="FEATUREPLANE_NO_SUCH_VAR"))
+        print(f"re-encrypted {folder} with key {args.new_key_file}; start with --metadata-key-file {args.new_key_file}")
+        return 0
+    new = MetadataKey.generate()
+    staged = old_file.with_name(old_file.name + ".new")
+    staged.unlink(missing_ok=True)
+    write_key_file(staged, new)
+    rotate_key(folder, old, new)
+    os.replace(staged, old_file)  # only once the snapshot is under the new key
+    print(f"re-encrypted {folder}: key {old.key_id} -> {new.key_id}, now in {old_file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="featureplane", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
@@ -199,8 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="is it up, and where").set_defaults(func=cmd_status)
 
-    apply = sub.add_parser("apply", help="apply a feature repository folder to a workspace")
-    apply.add_argument("repo")
+    plan = sub.add_parser("plan", help="what applying a repository would change (saved, to apply as planned)")
+    plan.add_argument("repo")
+    plan.add_argument("--workspace", help="default: the selected workspace, else prod")
+    plan.set_defaults(func=cmd_plan)
+
+    apply = sub.add_parser("apply", help="apply a feature repository folder (or a saved plan) to a workspace")
+    apply.add_argument("repo", nargs="?")
+    apply.add_argument("--plan-id", help="apply this saved plan; refused if the workspace changed since")
     apply.add_argument("--workspace", help="default: the selected workspace, else prod")
     apply.set_defaults(func=cmd_apply)
 
@@ -244,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("file", nargs="?", default="-", help="a JSON-lines file, or - for stdin")
     ingest.add_argument("--workspace", help="default: the selected workspace, else prod")
     ingest.set_defaults(func=cmd_ingest)
+
+    metadata = sub.add_parser("metadata", help="the control plane's encrypted metadata")
+    metadata_sub = metadata.add_subparsers(dest="metadata_command", required=True)
+    rotate = metadata_sub.add_parser("rotate-key", help="re-encrypt under a new key (while featureplane is down)")
+    rotate.add_argument("--old-key-file", type=Path, help="default: the state folder's metadata.key")
+    rotate.add_argument("--new-key-file", type=Path, help="default: make one and replace metadata.key with it")
+    metadata.set_defaults(func=cmd_metadata_rotate)
 
     audit = sub.add_parser("audit", help="read the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import msgpack
+
 from actors.bus import Outgoing
 from actors.follower import RegistryFollower
 from actors.kafka_bus import KafkaBus
@@ -45,10 +47,35 @@ class Connection:
 
 def apply_repo(conn: Connection, folder: Path, workspace: str, api_key: str) -> dict[str, Any]:
     """Compile the repository here and apply it through the gateway, as the key's principal."""
-    repo = load_repo(folder)
-    status, body = http_call("POST", f"{conn.gateway_url}/api/v1/workspaces/{quote(workspace)}/apply",
-                             api_key=api_key, data=CODEC.encode_value(repo), content_type="application/x-msgpack",
-                             timeout_s=90)
+    return _send_repo(conn, "apply", workspace, CODEC.encode_value(load_repo(folder)), api_key)
+
+
+def plan_repo(conn: Connection, folder: Path, workspace: str, api_key: str, plans_dir: Path) -> dict[str, Any]:
+    """What applying the repository would change; the plan is saved so that it can be applied as planned."""
+    repo_bytes = CODEC.encode_value(load_repo(folder))
+    plan = _send_repo(conn, "plan", workspace, repo_bytes, api_key)
+    plans_dir.mkdir(parents=True, exist_ok=True)
+    saved = {"workspace": workspace, "base_digest": plan["base_digest"], "repo": repo_bytes}
+    (plans_dir / f"{plan['plan_id']}.plan").write_bytes(msgpack.packb(saved))
+    return plan
+
+
+def apply_plan(conn: Connection, plan_id: str, api_key: str, plans_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Apply a saved plan; the control plane refuses it if the workspace changed since it was made."""
+    path = plans_dir / f"{plan_id}.plan"
+    try:
+        saved = msgpack.unpackb(path.read_bytes())
+    except FileNotFoundError:
+        raise InvalidRequest(f"no saved plan '{plan_id}' in {plans_dir}: run featureplane plan first") from None
+    workspace = str(saved["workspace"])
+    query = f"?expected_digest={quote(str(saved['base_digest']))}"
+    return workspace, _send_repo(conn, "apply", workspace, bytes(saved["repo"]), api_key, query)
+
+
+def _send_repo(conn: Connection, verb: str, workspace: str, repo_bytes: bytes, api_key: str,
+               query: str = "") -> dict[str, Any]:
+    status, body = http_call("POST", f"{conn.gateway_url}/api/v1/workspaces/{quote(workspace)}/{verb}{query}",
+                             api_key=api_key, data=repo_bytes, content_type="application/x-msgpack", timeout_s=90)
     return expect_ok(status, body)
 
 

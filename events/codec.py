@@ -204,6 +204,8 @@ def _registrations() -> list[Registration]:
         ("FeatureViewApplied", control.FeatureViewApplied),
         ("FeatureServiceApplied", control.FeatureServiceApplied),
         ("RepoApplied", control.RepoApplied), ("RepoRejected", control.RepoRejected),
+        ("BatchSourceApplied", control.BatchSourceApplied), ("PushSourceApplied", control.PushSourceApplied),
+        ("ObjectDeleted", control.ObjectDeleted),
         # access and workspaces
         ("PrincipalSpec", access.PrincipalSpec), ("ApiKeySpec", access.ApiKeySpec),
         ("RoleGrant", access.RoleGrant),

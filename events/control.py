@@ -8,7 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from events.access import ApiKeySpec, PrincipalSpec, RoleGrant
-from events.specs import EntitySpec, FeatureServiceSpec, FeatureViewSpec, RepoSpec, StreamSourceSpec
+from events.specs import (
+    BatchSourceSpec,
+    EntitySpec,
+    FeatureServiceSpec,
+    FeatureViewSpec,
+    PushSourceSpec,
+    RepoSpec,
+    StreamSourceSpec,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +25,8 @@ class ApplyRepo:
 
     apply_id: str
     repo: RepoSpec
+    # From a saved plan: the digest the workspace had when planned; the apply is refused if it changed.
+    expected_digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,24 @@ class FeatureViewApplied:
 @dataclass(frozen=True, slots=True)
 class FeatureServiceApplied:
     feature_service: FeatureServiceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSourceApplied:
+    source: BatchSourceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class PushSourceApplied:
+    source: PushSourceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDeleted:
+    """An object that the last apply no longer declares; `kind` as in events.registry.OBJECT_KINDS."""
+
+    kind: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)

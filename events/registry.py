@@ -15,10 +15,18 @@ from events.access import Action, ApiKeySpec, PrincipalSpec, Role, actions_of
 from events.envelope import Message
 from events.errors import UnknownFeatureService, UnknownWorkspace
 from events.specs import (
+    BatchSourceSpec,
     EntitySpec,
     FeatureServiceSpec,
     FeatureViewSpec,
+    PushSourceSpec,
     StreamSourceSpec,
+)
+
+# (kind, Workspace/RepoSpec attribute), in dependency order: what an object refers to comes first.
+OBJECT_KINDS: tuple[tuple[str, str], ...] = (
+    ("entity", "entities"), ("batch_source", "batch_sources"), ("stream_source", "stream_sources"),
+    ("push_source", "push_sources"), ("feature_view", "feature_views"), ("feature_service", "feature_services"),
 )
 
 
@@ -33,6 +41,8 @@ class Workspace:
     feature_views: dict[str, FeatureViewSpec] = field(default_factory=dict)
     feature_services: dict[str, FeatureServiceSpec] = field(default_factory=dict)
     live: bool = True
+    batch_sources: dict[str, BatchSourceSpec] = field(default_factory=dict)
+    push_sources: dict[str, PushSourceSpec] = field(default_factory=dict)
 
     def join_keys(self, view: FeatureViewSpec) -> tuple[str, ...]:
         return tuple(key for entity in view.entities for key in self.entities[entity].join_keys)
@@ -55,6 +65,7 @@ class Registry:
 
     workspaces: dict[str, Workspace] = field(default_factory=dict)
     applied: frozenset[str] = frozenset()
+    apply_counts: dict[str, int] = field(default_factory=dict)  # apply id -> how many objects it changed
     rejected: dict[str, tuple[str, ...]] = field(default_factory=dict)
     principals: dict[str, PrincipalSpec] = field(default_factory=dict)
     keys: dict[str, ApiKeySpec] = field(default_factory=dict)  # revoked keys are removed
@@ -95,7 +106,8 @@ class Registry:
         if folded is not None:
             return folded
         if isinstance(body, control.RepoApplied):
-            return replace(self, applied=self.applied | {body.apply_id})
+            return replace(self, applied=self.applied | {body.apply_id},
+                           apply_counts={**self.apply_counts, body.apply_id: body.object_count})
         if isinstance(body, control.RepoRejected):
             return replace(self, rejected={**self.rejected, body.apply_id: body.errors})
         name = message.envelope.workspace
@@ -109,6 +121,14 @@ class Registry:
         elif isinstance(body, control.FeatureServiceApplied):
             svc = body.feature_service
             ws = replace(ws, feature_services={**ws.feature_services, svc.name: svc})
+        elif isinstance(body, control.BatchSourceApplied):
+            ws = replace(ws, batch_sources={**ws.batch_sources, body.source.name: body.source})
+        elif isinstance(body, control.PushSourceApplied):
+            ws = replace(ws, push_sources={**ws.push_sources, body.source.name: body.source})
+        elif isinstance(body, control.ObjectDeleted):
+            attr = dict(OBJECT_KINDS)[body.kind]
+            kept: dict[str, Any] = {attr: {k: v for k, v in getattr(ws, attr).items() if k != body.name}}
+            ws = replace(ws, **kept)
         else:
             return self
         return replace(self, workspaces={**self.workspaces, name: ws})

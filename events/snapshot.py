@@ -15,7 +15,19 @@ from events.access import RoleGrant
 from events.codec import CODEC
 from events.errors import DecodeError
 from events.planes import Component
-from events.registry import Registry
+from events.registry import Registry, Workspace
+
+
+def applied_events_of(ws: Workspace) -> list[Any]:
+    """One applied event per object of the workspace, in dependency order."""
+    return [
+        *(control.EntityApplied(e) for e in ws.entities.values()),
+        *(control.BatchSourceApplied(s) for s in ws.batch_sources.values()),
+        *(control.StreamSourceApplied(s) for s in ws.stream_sources.values()),
+        *(control.PushSourceApplied(s) for s in ws.push_sources.values()),
+        *(control.FeatureViewApplied(v) for v in ws.feature_views.values()),
+        *(control.FeatureServiceApplied(s) for s in ws.feature_services.values()),
+    ]
 
 SNAPSHOT_FORMAT = 1
 
@@ -25,15 +37,13 @@ def compacted(registry: Registry) -> list[tuple[str, Any]]:
     events: list[tuple[str, Any]] = []
     for ws in registry.workspaces.values():
         events.append((ws.name, control.WorkspaceCreated(ws.name, ws.live)))
-        events += [(ws.name, control.EntityApplied(e)) for e in ws.entities.values()]
-        events += [(ws.name, control.StreamSourceApplied(s)) for s in ws.stream_sources.values()]
-        events += [(ws.name, control.FeatureViewApplied(v)) for v in ws.feature_views.values()]
-        events += [(ws.name, control.FeatureServiceApplied(s)) for s in ws.feature_services.values()]
+        events += [(ws.name, e) for e in applied_events_of(ws)]
     events += [("", control.PrincipalCreated(p)) for p in registry.principals.values()]
     events += [("", control.ApiKeyIssued(k)) for k in registry.keys.values()]
     events += [(workspace, control.RoleAssigned(RoleGrant(principal, workspace, role)))
                for (principal, workspace), role in registry.roles.items()]
-    events += [("", control.RepoApplied(apply_id, 0)) for apply_id in sorted(registry.applied)]
+    events += [("", control.RepoApplied(apply_id, registry.apply_counts.get(apply_id, 0)))
+               for apply_id in sorted(registry.applied)]
     events += [("", control.RepoRejected(apply_id, errors)) for apply_id, errors in registry.rejected.items()]
     events += [("", control.CommandSucceeded(cid) if reason is None else control.CommandRejected(cid, reason))
                for cid, reason in registry.commands.items()]

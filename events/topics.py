@@ -55,6 +55,7 @@ CONTROL_EVENTS = Topic(
     "control.events", Component.FEATURE_SERVER,
     (control.EntityApplied, control.StreamSourceApplied, control.FeatureViewApplied,
      control.FeatureServiceApplied, control.RepoApplied, control.RepoRejected, control.WorkspaceCreated,
+     control.BatchSourceApplied, control.PushSourceApplied, control.ObjectDeleted,
      control.PrincipalCreated, control.ApiKeyIssued, control.ApiKeyRevoked, control.RoleAssigned,
      control.RoleUnassigned, control.CommandSucceeded, control.CommandRejected),
     1, _by_workspace,

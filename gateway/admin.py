@@ -16,6 +16,7 @@ from events.access import Action, PrincipalKind, PrincipalSpec, Role, RoleGrant,
 from events.codec import CODEC
 from events.envelope import new_id
 from events.errors import InvalidRequest, NotFound
+from events.plan import plan_changes, plan_id, workspace_digest
 from events.specs import RepoSpec
 from gateway.auth import SERVER_KEY, caller
 
@@ -39,20 +40,43 @@ def _text(body: dict[str, Any], key: str, default: str | None = None) -> str:
     return value
 
 
-async def apply_repo(request: web.Request) -> web.Response:
-    """POST /api/v1/workspaces/{workspace}/apply, body: the compiled RepoSpec, msgpack-encoded."""
+async def _repo_request(request: web.Request, action: Action) -> tuple[PrincipalSpec, str, RepoSpec]:
+    """The caller, the workspace and the compiled repository (msgpack) of a plan or apply request."""
     principal, workspace = await caller(request), request.match_info["workspace"]
     server = request.app[SERVER_KEY]
     if workspace in server.follower.registry.workspaces:
-        server.auth.require(principal, Action.APPLY, workspace)
+        server.auth.require(principal, action, workspace)
     else:
         server.auth.require_admin(principal)  # applying to a new workspace creates it
     if request.content_type != MSGPACK:
-        raise InvalidRequest(f"send the compiled repository as {MSGPACK} (featureplane apply does)")
+        raise InvalidRequest(f"send the compiled repository as {MSGPACK} (featureplane plan/apply do)")
     repo = CODEC.decode_value(await request.read())
     if not isinstance(repo, RepoSpec):
         raise InvalidRequest("the body is not a compiled feature repository")
-    applied = await server.apply_repo(repo, workspace=workspace, principal=principal.principal_id)
+    return principal, workspace, repo
+
+
+async def plan_repo(request: web.Request) -> web.Response:
+    """POST /api/v1/workspaces/{workspace}/plan: what applying the repository would change."""
+    _, workspace, repo = await _repo_request(request, Action.READ_METADATA)
+    registry = await request.app[SERVER_KEY].follower.sync(10)  # plan against every committed definition
+    ws = registry.workspaces.get(workspace)
+    changes = plan_changes(ws, repo)
+    base = workspace_digest(ws)
+    return web.json_response({
+        "workspace": workspace, "plan_id": plan_id(workspace, base, repo), "base_digest": base,
+        "changes": [{"action": c.action.value, "kind": c.kind, "name": c.name, "destructive": c.destructive,
+                     "blocked": c.blocked, "fields": list(c.fields), "summary": c.describe()} for c in changes],
+        "blocked": [c.describe() for c in changes if c.blocked],
+    })
+
+
+async def apply_repo(request: web.Request) -> web.Response:
+    """POST /api/v1/workspaces/{workspace}/apply[?expected_digest=D]: apply atomically, or refuse."""
+    principal, workspace, repo = await _repo_request(request, Action.APPLY)
+    applied = await request.app[SERVER_KEY].apply_repo(
+        repo, workspace=workspace, principal=principal.principal_id,
+        expected_digest=request.query.get("expected_digest", ""))
     return web.json_response({"apply_id": applied.apply_id, "object_count": applied.object_count})
 
 
@@ -143,6 +167,7 @@ async def assign_role(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/workspaces/{workspace}/plan", plan_repo)
     app.router.add_post("/api/v1/workspaces/{workspace}/apply", apply_repo)
     app.router.add_get("/api/v1/workspaces", list_workspaces)
     app.router.add_post("/api/v1/workspaces", create_workspace)

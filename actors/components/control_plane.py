@@ -19,6 +19,7 @@ from events import control
 from events.access import Action
 from events.codec import CODEC, Codec
 from events.envelope import Envelope
+from events.plan import change_events, plan_changes, workspace_digest
 from events.planes import Component
 from events.registry import Registry
 from events.snapshot import encode_snapshot
@@ -30,22 +31,25 @@ REGISTRY_SYNC_TIMEOUT_S = 30.0
 
 
 def decide_apply(registry: Registry, envelope: Envelope, command: control.ApplyRepo) -> list[Any]:
-    """The control events of one apply, in order: objects first, then the closing event."""
+    """The control events of one apply: the plan's changes in order, then the closing event."""
     workspace, caller = envelope.workspace, envelope.principal
     if not registry.may(caller, Action.APPLY, workspace):
         return [control.RepoRejected(command.apply_id, (f"'{caller}' may not apply to workspace '{workspace}'",))]
     errors = repo_errors(command.repo)
     if errors:
         return [control.RepoRejected(command.apply_id, tuple(errors))]
-    repo = command.repo
-    events: list[Any] = [] if workspace in registry.workspaces else [control.WorkspaceCreated(workspace, True)]
-    events += [
-        *(control.EntityApplied(e) for e in repo.entities),
-        *(control.StreamSourceApplied(s) for s in repo.stream_sources),
-        *(control.FeatureViewApplied(v) for v in repo.feature_views),
-        *(control.FeatureServiceApplied(s) for s in repo.feature_services),
-    ]
-    return [*events, control.RepoApplied(command.apply_id, len(events))]
+    ws = registry.workspaces.get(workspace)
+    if command.expected_digest and command.expected_digest != workspace_digest(ws):
+        return [control.RepoRejected(command.apply_id, (
+            f"workspace '{workspace}' changed since the plan was made; run featureplane plan again",))]
+    changes = plan_changes(ws, command.repo)
+    blocked = tuple(c.describe() for c in changes if c.blocked)
+    if blocked:
+        return [control.RepoRejected(command.apply_id, blocked)]
+    events: list[Any] = [] if ws is not None else [control.WorkspaceCreated(workspace, True)]
+    events += change_events(changes, command.repo)
+    # All of one apply commits in one transaction: readers never see half a repository.
+    return [*events, control.RepoApplied(command.apply_id, len(changes))]
 
 
 def _refusal(registry: Registry, envelope: Envelope, command: Any) -> str | None:

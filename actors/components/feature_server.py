@@ -174,14 +174,14 @@ class FeatureServer:
             raise CommandRefused(reason)
         return registry
 
-    async def apply_repo(self, repo: RepoSpec, *, workspace: str, principal: str) -> RepoApplied:
-        command = ApplyRepo(new_id(), repo)
+    async def apply_repo(self, repo: RepoSpec, *, workspace: str, principal: str,
+                         expected_digest: str = "") -> RepoApplied:
+        command = ApplyRepo(new_id(), repo, expected_digest)
         registry = await self._submit(command, workspace, principal,
                                       lambda r: command.apply_id in r.applied or command.apply_id in r.rejected)
         if command.apply_id in registry.rejected:
             raise CommandRefused("; ".join(registry.rejected[command.apply_id]))
-        count = len(repo.entities) + len(repo.stream_sources) + len(repo.feature_views) + len(repo.feature_services)
-        return RepoApplied(command.apply_id, count)
+        return RepoApplied(command.apply_id, registry.apply_counts.get(command.apply_id, 0))
 
     async def _submit(self, command: Any, workspace: str, principal: str,
                       done: Callable[[Registry], bool]) -> Registry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +36,37 @@ def _get_features(gateway: str, user: str, key: str) -> tuple[int, Any]:
     body = {"params": {"workspace_name": "prod", "feature_service_name": "fraud_detection",
                        "join_key_map": {"user_id": user}}}
     return http_json(f"{gateway}/api/v1/feature-service/get-features", body, api_key=key)
+
+
+def _plan_then_apply(state_dir: Path) -> None:
+    """plan shows nothing to do for the applied repo, the diff for a changed one, and a stale plan is refused."""
+    same = _run(state_dir, "plan", "examples/quickstart", "--workspace", "prod")
+    assert same.returncode == 0, same.stderr
+    assert "no change(s)" in same.stdout
+    edited = state_dir.parent / "edited"
+    shutil.copytree(REPO_ROOT / "examples" / "quickstart", edited)
+    source = (edited / "features.py").read_text()
+    (edited / "features.py").write_text(source.replace('"The most recent transaction of each user"',
+                                                       '"The latest transaction of each user"'))
+    planned = _run(state_dir, "plan", str(edited), "--workspace", "prod")
+    assert planned.returncode == 0, planned.stderr
+    assert "~ update feature view 'user_last_transaction' (description)" in planned.stdout
+    plan_id = re.search(r"--plan-id ([0-9a-f]{16})", planned.stdout)
+    assert plan_id, planned.stdout
+    # someone else changes the workspace first: the saved plan no longer holds
+    other = edited.parent / "other"
+    shutil.copytree(REPO_ROOT / "examples" / "quickstart", other)
+    (other / "features.py").write_text(source.replace('"The most recent transaction of each user"', '"Changed"'))
+    assert _run(state_dir, "apply", str(other), "--workspace", "prod").returncode == 0
+    stale = _run(state_dir, "apply", "--plan-id", plan_id.group(1))
+    assert stale.returncode == 2
+    assert "changed since the plan" in stale.stderr
+    replanned = _run(state_dir, "plan", str(edited), "--workspace", "prod")
+    fresh = re.search(r"--plan-id ([0-9a-f]{16})", replanned.stdout)
+    assert fresh, replanned.stdout
+    done = _run(state_dir, "apply", "--plan-id", fresh.group(1))
+    assert done.returncode == 0, done.stderr
+    assert "applied 1 change(s)" in done.stdout
 
 
 @pytest.fixture
@@ -73,7 +105,8 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
 
         applied = _run(state_dir, "apply", "examples/quickstart", "--workspace", "prod")
         assert applied.returncode == 0, applied.stderr
-        assert "applied 4 objects" in applied.stdout
+        assert "applied 4 change(s)" in applied.stdout
+        _plan_then_apply(state_dir)
 
         broken = _run(state_dir, "ingest", "transactions", "-", stdin='{"user_id": "u1"}\nnot json\n')
         assert broken.returncode == 2
@@ -120,3 +153,23 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
     assert not pid_alive(info.pid)
     assert RunInfo.read(state_dir.resolve()) is None
     assert _run(state_dir, "status").returncode == 1
+    _rotate_and_restart(state_dir, kafka_port)
+
+
+def _rotate_and_restart(state_dir: Path, kafka_port: int) -> None:
+    """A new metadata key, then up again (same broker, its data kept): the control plane restores its
+    snapshot under the new key."""
+    old_key = (state_dir / "metadata.key").read_text()
+    rotated = _run(state_dir, "metadata", "rotate-key")
+    assert rotated.returncode == 0, rotated.stderr
+    assert (state_dir / "metadata.key").read_text() != old_key
+    (gateway_port,) = free_ports(1)
+    up = _run(state_dir, "up", "--port", str(gateway_port), "--kafka-port", str(kafka_port))
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert "restored" in (state_dir / "run" / "featureplane.log").read_text()
+        listed = _run(state_dir, "workspace", "list")  # the admin key and workspace prod survived
+        assert listed.returncode == 0, listed.stderr
+        assert "prod" in listed.stdout
+    finally:
+        assert _run(state_dir, "down", timeout=120).returncode == 0

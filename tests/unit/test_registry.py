@@ -28,7 +28,7 @@ def test_apply_publishes_each_object_then_closes() -> None:
     assert [type(e).__name__ for e in events] == [
         "WorkspaceCreated", "EntityApplied", "StreamSourceApplied", "FeatureViewApplied", "FeatureServiceApplied",
         "RepoApplied"]
-    assert events[-1] == control.RepoApplied("a1", 5)
+    assert events[-1] == control.RepoApplied("a1", 4)
 
 
 def test_folding_the_published_events_rebuilds_the_repo() -> None:
