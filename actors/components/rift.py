@@ -35,7 +35,7 @@ from events.errors import InvalidRequest
 from events.flows import Flow
 from events.planes import Component
 from events.registry import Workspace
-from events.specs import DType, FeatureViewSpec, RecordFormat, StreamSourceSpec
+from events.specs import DType, FeatureViewKind, FeatureViewSpec, RecordFormat, StreamSourceSpec
 from events.topics import DEAD_LETTER, OFFLINE_WRITES, ONLINE_WRITES, TopicNames
 
 
@@ -86,6 +86,12 @@ def parse_timestamp(name: str, value: str | int | float) -> datetime:
         raise InvalidRequest(f"field '{name}' is not a timestamp: {value!r}") from exc
 
 
+def projects_attributes(view: FeatureViewSpec) -> bool:
+    """Whether this worker materializes the view: a stream view of plain attributes. Aggregates and
+    transformations are not computed yet; such views are skipped rather than written wrong."""
+    return view.kind is FeatureViewKind.STREAM and not view.aggregates and view.transformation is None
+
+
 def project(workspace: Workspace, view: FeatureViewSpec, source: StreamSourceSpec,
             fields: Mapping[str, Scalar]) -> FeatureRow:
     keys = workspace.join_keys(view)
@@ -134,7 +140,8 @@ class RiftWorker:
                 for ws, src in readers:
                     fields = parse_record(src, record.value)
                     for view in ws.views_of_source(src.name):
-                        rows[(ws.name, view.name)].append(project(ws, view, src, fields))
+                        if projects_attributes(view):
+                            rows[(ws.name, view.name)].append(project(ws, view, src, fields))
             except InvalidRequest as exc:
                 decision.outputs.append(self._dead_letter(record, exc.message, consumed))
         for (ws_name, view_name), view_rows in rows.items():

@@ -1,17 +1,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import msgpack
 import pytest
 
-from actors.components.rift import parse_record, parse_timestamp, project
+from actors.components.rift import parse_record, parse_timestamp, project, projects_attributes
 from events.codec import CODEC
 from events.errors import InvalidRequest
 from events.planes import Component
 from events.registry import Registry
-from events.specs import RecordFormat
+from events.specs import AggregateSpec, FeatureViewKind, RecordFormat, TimeWindowSpec
 from tests.unit.fixtures import SOURCE, VIEW, applied_events
 
 
@@ -33,7 +34,6 @@ def test_parse_accepts_ingest_wrapping_and_msgpack() -> None:
     wrapped = json.dumps({"record": json.loads(_record(user_id="u9"))}).encode()
     assert parse_record(SOURCE, wrapped)["user_id"] == "u9"
     packed = msgpack.packb(json.loads(_record(user_id="u8")))
-    from dataclasses import replace
     assert parse_record(replace(SOURCE, record_format=RecordFormat.MSGPACK), packed)["user_id"] == "u8"
 
 
@@ -68,3 +68,10 @@ def test_project_keeps_the_declared_features_under_their_names() -> None:
     assert row.event_time == datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
     with pytest.raises(InvalidRequest, match="join key"):
         project(ws, VIEW, SOURCE, parse_record(SOURCE, _record(user_id=None)))
+
+
+def test_views_with_aggregates_or_transformations_are_not_projected_as_attributes() -> None:
+    assert projects_attributes(VIEW)
+    assert not projects_attributes(replace(VIEW, kind=FeatureViewKind.BATCH))
+    assert not projects_attributes(replace(VIEW, aggregates=(AggregateSpec("amount_sum_1h_continuous", "amount",
+                                                                             "sum", TimeWindowSpec(3600)),)))
