@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -79,6 +81,16 @@ class Consumer(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def stop_reading(task: asyncio.Task[None] | None, consumer: Consumer | None) -> None:
+    """Stop a background task that polls `consumer`, then close the consumer."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if consumer is not None:
+        await consumer.close()
 
 
 class Bus(Protocol):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import structlog
 
-from actors.bus import Bus, Consumer
+from actors.bus import Bus, Consumer, stop_reading
 from events.codec import CODEC, Codec
 from events.errors import DeadlineExceeded, DecodeError
 from events.registry import Registry
@@ -63,12 +62,7 @@ class RegistryFollower:
         return dict(self._folded_to)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.close()
+        await stop_reading(self._task, self._consumer)
 
     async def _follow(self, consumer: Consumer) -> None:
         while True:

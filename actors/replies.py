@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
-from actors.bus import Bus, Consumer
+from actors.bus import Bus, Consumer, stop_reading
 from events.codec import CODEC, Codec
 from events.envelope import Message
 from events.errors import DeadlineExceeded, DecodeError
@@ -52,12 +51,7 @@ class ReplyRouter:
             future.cancel()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.close()
+        await stop_reading(self._task, self._consumer)
 
     async def _route(self, consumer: Consumer) -> None:
         while True:

@@ -12,6 +12,7 @@ from typing import Any
 
 from actors.settings import store_dir
 from deploy import client, supervisor
+from deploy.kafka import pid_alive
 from deploy.runinfo import DEFAULT_STATE_DIR, RunInfo
 from events.errors import FeatureplaneError, InvalidRequest
 from events.topics import TopicNames
@@ -81,7 +82,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     info = RunInfo.read(args.state_dir.resolve())
-    if info is None or not supervisor.pid_alive(info.pid):
+    if info is None or not pid_alive(info.pid):
         print("featureplane is not running")
         return 1
     status, health = client.http_json(f"{info.gateway_url}/healthz")
@@ -205,7 +206,7 @@ def cmd_metadata_rotate(args: argparse.Namespace) -> int:
     """Re-encrypt the control plane's snapshot under a new key; featureplane must be down (the store is locked)."""
     state_dir = args.state_dir.resolve()
     info = RunInfo.read(state_dir)
-    if info is not None and supervisor.pid_alive(info.pid):
+    if info is not None and pid_alive(info.pid):
         raise InvalidRequest("stop featureplane first (featureplane down): the control plane holds its store")
     prefix = args.topic_prefix or "fp"
     folder = store_dir(state_dir, prefix, "control_plane-0") / "metadata"

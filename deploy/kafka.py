@@ -141,6 +141,11 @@ def _alive(pid: int) -> bool:
     child = _CHILDREN.get(pid)
     if child is not None:
         return child.poll() is None  # poll() reaps our own child
+    return pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process lives (an exited but unreaped zombie does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -21,7 +21,7 @@ from pathlib import Path
 from actors.settings import Settings
 from deploy import client
 from deploy.cluster import init_ray, shutdown_ray, start_deployment
-from deploy.kafka import BrokerConfig, start_broker, stop_broker
+from deploy.kafka import BrokerConfig, pid_alive, start_broker, stop_broker
 from deploy.runinfo import RunInfo
 from stores.metadata_key import DEFAULT_KEY_ENV_VAR, MetadataKey, write_key_file
 
@@ -161,19 +161,6 @@ def stop_background(state_dir: Path, timeout_s: float = 90) -> bool:
             os.killpg(info.pid, signal.SIGKILL)
         stop_broker(BrokerConfig(state_dir.resolve()))
     RunInfo.remove(state_dir.resolve())
-    return True
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped) still answers signal 0; /proc tells the difference.
-    with contextlib.suppress(OSError):
-        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
     return True
 
 

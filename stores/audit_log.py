@@ -22,7 +22,7 @@ import msgpack
 from events.audit import ChainLink, chain, first_broken_link
 from events.data import Coordinates
 from events.errors import StoreError
-from stores.lmdb_env import check_lmdb_meta, lmdb_errors, open_lmdb_dbs, open_lmdb_env
+from stores.lmdb_env import lmdb_errors, open_store_env
 from stores.offsets import (
     APPLIED_OFFSETS_KEY,
     UNPACK_ERRORS,
@@ -148,15 +148,9 @@ class LmdbAuditStore(ClosableStore):
     def __init__(self, path: Path, *, readonly: bool = False, map_size: int = DEFAULT_MAP_SIZE) -> None:
         self._readonly = readonly
         self._what = f"audit store {path}"
-        self._env = open_lmdb_env(path, map_size=map_size, readonly=readonly, what=self._what)
-        try:
-            self._links_db, self._meta_db = open_lmdb_dbs(self._env, (b"links", b"meta"),
-                                                          readonly=readonly, what=self._what)
-            check_lmdb_meta(self._env, self._meta_db, self._links_db, readonly=readonly,
-                            supported=FORMAT_VERSION, what=self._what)
-        except BaseException:
-            self._env.close()
-            raise
+        self._env, dbs = open_store_env(path, (b"links", b"meta"), data_db=b"links", map_size=map_size,
+                                        readonly=readonly, supported=FORMAT_VERSION, what=self._what)
+        self._links_db, self._meta_db = dbs[b"links"], dbs[b"meta"]
 
     def append(self, records: Sequence[AuditItem]) -> int:
         self._check_open()

@@ -23,6 +23,19 @@ def open_lmdb_env(path: Path, *, map_size: int, readonly: bool, what: str) -> lm
         raise StoreError(f"cannot open {what}: {exc}") from exc
 
 
+def open_store_env(path: Path, names: Sequence[bytes], *, data_db: bytes, map_size: int, readonly: bool,
+                   supported: int, what: str) -> tuple[lmdb.Environment, dict[bytes, lmdb._Database]]:
+    """Open a store's environment and sub-databases and check its format version; closes it on failure."""
+    env = open_lmdb_env(path, map_size=map_size, readonly=readonly, what=what)
+    try:
+        dbs = dict(zip(names, open_lmdb_dbs(env, names, readonly=readonly, what=what), strict=True))
+        check_lmdb_meta(env, dbs[b"meta"], dbs[data_db], readonly=readonly, supported=supported, what=what)
+    except BaseException:
+        env.close()
+        raise
+    return env, dbs
+
+
 def open_lmdb_dbs(
     env: lmdb.Environment, names: Sequence[bytes], *, readonly: bool, what: str
 ) -> list[lmdb._Database]:

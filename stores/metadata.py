@@ -38,6 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from events.errors import StoreError
+from stores.files import fsync_dir
 from stores.metadata_key import DEFAULT_KEY_ENV_VAR, MetadataKey, load_metadata_key, write_key_file
 from stores.offsets import (
     UNPACK_ERRORS,
@@ -226,15 +227,7 @@ def _write_atomically(path: Path, data: bytes, what: str) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise StoreError(f"{what}: cannot write {path.name}: {exc.strerror or exc}") from exc
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from events.errors import StoreError
+from stores.files import fsync_dir
 from stores.offline_rows import (
     _ARROW_TYPES,
     _COLUMN_TYPES,
@@ -287,7 +288,7 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], what: st
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except (OSError, pa.ArrowException) as exc:
         temporary.unlink(missing_ok=True)
         raise StoreError(f"cannot write {path.name} in {what}: {exc}") from exc
@@ -301,14 +302,6 @@ def _make_dirs(directory: Path, what: str) -> None:
     _make_dirs(directory.parent, what)
     try:
         directory.mkdir()
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
     except OSError as exc:
         raise StoreError(f"cannot create {directory} in {what}: {exc}") from exc
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -20,7 +20,7 @@ import msgpack
 
 from events.data import Coordinates, EntityKey, FeatureRow, Lookup, Scalar, StoredRow, WriteOnlineRows
 from events.errors import StoreError
-from stores.lmdb_env import check_lmdb_meta, lmdb_errors, open_lmdb_dbs, open_lmdb_env
+from stores.lmdb_env import lmdb_errors, open_store_env
 from stores.offsets import (
     APPLIED_OFFSETS_KEY,
     UNPACK_ERRORS,
@@ -280,15 +280,9 @@ class LmdbOnlineStore(ClosableStore):
     def __init__(self, path: Path, *, map_size: int = DEFAULT_MAP_SIZE, readonly: bool = False) -> None:
         self._readonly = readonly
         self._what = f"online store {path}"
-        self._env = open_lmdb_env(path, map_size=map_size, readonly=readonly, what=self._what)
-        try:
-            self._rows_db, self._meta_db = open_lmdb_dbs(self._env, (b"rows", b"meta"), readonly=readonly,
-                                                         what=self._what)
-            check_lmdb_meta(self._env, self._meta_db, self._rows_db, readonly=readonly,
-                            supported=FORMAT_VERSION, what=self._what)
-        except BaseException:
-            self._env.close()
-            raise
+        self._env, dbs = open_store_env(path, (b"rows", b"meta"), data_db=b"rows", map_size=map_size,
+                                        readonly=readonly, supported=FORMAT_VERSION, what=self._what)
+        self._rows_db, self._meta_db = dbs[b"rows"], dbs[b"meta"]
 
     def apply_writes(self, writes: Sequence[OnlineWrite]) -> int:
         self._check_open()

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from deploy.client import http_json
-from deploy.kafka import KAFKA_VERSION, REPO_ROOT
+from deploy.kafka import KAFKA_VERSION, REPO_ROOT, pid_alive
 from deploy.runinfo import RunInfo
-from deploy.supervisor import pid_alive
 from tests.integration.conftest import free_ports
 
 pytestmark = pytest.mark.integration
