@@ -23,6 +23,8 @@ class ReplyRouter:
         self.replica_id = replica_id
         self._codec = codec
         self._pending: dict[str, asyncio.Future[Message[Any]]] = {}
+        # correlation id -> (messages still expected, future): e.g. the changelog entries of an ingest
+        self._correlated: dict[str, tuple[int, asyncio.Future[None]]] = {}
         self._consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._log = structlog.get_logger().bind(replica=replica_id)
@@ -44,11 +46,37 @@ class ReplyRouter:
         except TimeoutError:
             raise DeadlineExceeded(f"no reply to request {request_id} within {timeout_s}s") from None
 
+    def expect_correlated(self, correlation_id: str, count: int) -> asyncio.Future[None]:
+        """A future that resolves once `count` messages with this correlation id have been read."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if count <= 0:
+            future.set_result(None)
+        else:
+            self._correlated[correlation_id] = (count, future)
+        return future
+
+    def forget_correlated(self, correlation_id: str) -> None:
+        entry = self._correlated.pop(correlation_id, None)
+        if entry is not None and not entry[1].done():
+            entry[1].cancel()
+
     def forget(self, request_id: str) -> None:
         """Stop waiting for `request_id` (answered, timed out or never sent)."""
         future = self._pending.pop(request_id, None)
         if future is not None and not future.done():
             future.cancel()
+
+    def _count_correlated(self, correlation_id: str) -> None:
+        entry = self._correlated.get(correlation_id)
+        if entry is None:
+            return
+        remaining, future = entry[0] - 1, entry[1]
+        if remaining > 0:
+            self._correlated[correlation_id] = (remaining, future)
+            return
+        del self._correlated[correlation_id]
+        if not future.done():
+            future.set_result(None)
 
     async def close(self) -> None:
         await stop_reading(self._task, self._consumer)
@@ -62,6 +90,7 @@ class ReplyRouter:
                     self._log.error("undecodable_reply", topic=record.topic, offset=record.offset,
                                     error=str(exc))
                     continue
+                self._count_correlated(message.envelope.correlation_id)
                 if getattr(message.body, "reply_to", None) != self.replica_id:
                     continue
                 future = self._pending.get(message.body.request_id)

@@ -222,6 +222,7 @@ def _registrations() -> list[Registration]:
         ("WriteOnlineRows", data.WriteOnlineRows), ("WriteOfflineRows", data.WriteOfflineRows),
         ("Lookup", data.Lookup), ("ReadOnlineRows", data.ReadOnlineRows), ("StoredRow", data.StoredRow),
         ("OnlineRowsRead", data.OnlineRowsRead), ("RecordDeadLettered", data.RecordDeadLettered),
+        ("IngestRecords", data.IngestRecords), ("OnlineRowsWritten", data.OnlineRowsWritten),
         # audit
         ("AuditRecord", audit.AuditRecord), ("QueryAuditLog", audit.QueryAuditLog),
         ("AuditLogAnswered", audit.AuditLogAnswered),

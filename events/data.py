@@ -90,6 +90,25 @@ class OnlineRowsRead:
 
 
 @dataclass(frozen=True, slots=True)
+class IngestRecords:
+    """Records pushed through the ingest API for one push source, gateway → Rift (inside the data plane;
+    the gateway audited them as they arrived, flow F5)."""
+
+    request_id: str
+    source: str
+    records: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineRowsWritten:
+    """Online store changelog (F3): a write was applied; its correlation id is that of the write."""
+
+    feature_view: str
+    row_count: int
+    written_by: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecordDeadLettered:
     """A source record that could not be processed, kept with the customer's data (F7)."""
 

@@ -53,6 +53,9 @@ ROUTES: dict[tuple[Component, str], Flow | None] = {
     (Component.FEATURE_SERVER, "online.reads"): Flow.F2,
     (Component.FEATURE_SERVER, "audit.queries"): Flow.F9,
     (Component.ONLINE_STORE, "online.replies"): Flow.F3,
+    (Component.ONLINE_STORE, "online.changelog"): Flow.F3,
+    # Ingested records were audited as they reached the gateway (F5); gateway to Rift stays in the data plane.
+    (Component.FEATURE_SERVER, "ingest"): None,
     (Component.RIFT, "online.writes"): Flow.F7,
     (Component.RIFT, "offline.writes"): Flow.F7,
     # Undecodable messages are kept, with the reason, beside the customer's data.

@@ -64,6 +64,9 @@ ONLINE_WRITES = Topic("online.writes", Component.ONLINE_STORE, (data.WriteOnline
 OFFLINE_WRITES = Topic("offline.writes", Component.OFFLINE_STORE, (data.WriteOfflineRows,), 1, _by_feature_view)
 ONLINE_READS = Topic("online.reads", Component.ONLINE_STORE, (data.ReadOnlineRows,), 1, _by_reply_to)
 ONLINE_REPLIES = Topic("online.replies", Component.FEATURE_SERVER, (data.OnlineRowsRead,), 1, _by_reply_to)
+INGEST = Topic("ingest", Component.RIFT, (data.IngestRecords,), 1, _by_workspace)
+ONLINE_CHANGELOG = Topic("online.changelog", Component.FEATURE_SERVER, (data.OnlineRowsWritten,), 1,
+                         _by_feature_view)
 DEAD_LETTER = Topic("dead-letter", Component.OFFLINE_STORE, (data.RecordDeadLettered,), 1, _unkeyed)
 AUDIT = Topic("audit", Component.AUDIT_LOG, (audit.AuditRecord,), 1, _unkeyed)
 AUDIT_QUERIES = Topic("audit.queries", Component.AUDIT_LOG, (audit.QueryAuditLog,), 1, _by_reply_to)
@@ -71,7 +74,7 @@ AUDIT_REPLIES = Topic("audit.replies", Component.FEATURE_SERVER, (audit.AuditLog
 
 PLATFORM_TOPICS: tuple[Topic, ...] = (
     CONTROL_COMMANDS, CONTROL_EVENTS, ONLINE_WRITES, OFFLINE_WRITES, ONLINE_READS, ONLINE_REPLIES,
-    DEAD_LETTER, AUDIT, AUDIT_QUERIES, AUDIT_REPLIES,
+    DEAD_LETTER, AUDIT, AUDIT_QUERIES, AUDIT_REPLIES, INGEST, ONLINE_CHANGELOG,
 )
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from actors.components.feature_server import FeatureServer
 from events.access import Action
 from events.errors import FeatureplaneError, InvalidRequest
-from gateway import admin
+from gateway import admin, ingest
 from gateway.auth import SERVER_KEY, caller
 from gateway.errors import error_response, response_for
 from gateway.tecton import parse_get_features, render_get_features
@@ -94,5 +94,6 @@ def create_app(server: FeatureServer) -> web.Application:
     app.router.add_post("/api/v1/feature-service/get-features", get_features)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/audit/flows", audit_flows)
+    app.router.add_post("/ingest", ingest.ingest)
     admin.add_routes(app)
     return app

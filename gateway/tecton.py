@@ -20,7 +20,7 @@ class MetadataOptions:
     include_effective_times: bool = False
 
 
-def _get(mapping: dict[str, Any], snake: str) -> Any:
+def snake_or_camel(mapping: dict[str, Any], snake: str) -> Any:
     """A key in snake_case, or its camelCase spelling, as Tecton's clients send either."""
     if snake in mapping:
         return mapping[snake]
@@ -29,14 +29,14 @@ def _get(mapping: dict[str, Any], snake: str) -> Any:
 
 
 def _text(params: dict[str, Any], key: str) -> str:
-    value = _get(params, key)
+    value = snake_or_camel(params, key)
     if not isinstance(value, str) or not value:
         raise InvalidRequest(f"params.{key} is required and must be a non-empty string")
     return value
 
 
 def _scalar_map(params: dict[str, Any], key: str) -> dict[str, Any]:
-    value = _get(params, key)
+    value = snake_or_camel(params, key)
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, _SCALARS) for v in value.values()):
@@ -53,16 +53,16 @@ def parse_get_features(payload: bytes, principal: str) -> tuple[FeatureRequest, 
     if not isinstance(params, dict):
         raise InvalidRequest("the request body must be an object with a 'params' object")
     missing = [f"params.{key}" for key in ("workspace_name", "feature_service_name", "join_key_map")
-               if not _get(params, key)]
+               if not snake_or_camel(params, key)]
     if missing:
         raise InvalidRequest(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
     join_keys = _scalar_map(params, "join_key_map")
-    options = _get(params, "metadata_options") or {}
+    options = snake_or_camel(params, "metadata_options") or {}
     if not isinstance(options, dict):
         raise InvalidRequest("params.metadata_options must be an object")
-    flags = {name: bool(_get(options, name)) for name in
+    flags = {name: bool(snake_or_camel(options, name)) for name in
              ("include_data_types", "include_serving_status", "include_effective_times")}
-    names = _get(options, "include_names")
+    names = snake_or_camel(options, "include_names")
     request = FeatureRequest(
         workspace=_text(params, "workspace_name"),
         feature_service=_text(params, "feature_service_name"),

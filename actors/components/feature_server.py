@@ -7,25 +7,27 @@ response (F4) is audited once the gateway has its bytes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from actors.auditing import make_record
 from actors.bus import Bus, TransactionalProducer
 from actors.components.auth import Authenticator
+from actors.components.ingest import IngestPlan, plan_ingest
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound, publish
 from actors.replies import ReplyRouter
 from events.audit import AuditLogAnswered, AuditRecord, QueryAuditLog
 from events.codec import CODEC, Codec
 from events.control import ApplyRepo, RepoApplied
-from events.data import Lookup, OnlineRowsRead, ReadOnlineRows, Scalar
+from events.data import IngestRecords, Lookup, OnlineRowsRead, ReadOnlineRows, Scalar
 from events.envelope import Envelope, Message, new_id, new_message
-from events.errors import InvalidRequest, NotFound
+from events.errors import DeadlineExceeded, InvalidRequest, NotFound
 from events.flows import Flow
 from events.planes import Component
 from events.registry import Registry, Workspace
@@ -34,12 +36,15 @@ from events.topics import (
     AUDIT_QUERIES,
     AUDIT_REPLIES,
     CONTROL_COMMANDS,
+    INGEST,
+    ONLINE_CHANGELOG,
     ONLINE_READS,
     ONLINE_REPLIES,
     TopicNames,
 )
 
 REGISTRY_SYNC_TIMEOUT_S = 5.0
+INGEST_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 30.0
 
 
@@ -119,8 +124,8 @@ class FeatureServer:
         self._codec = codec
         self.follower = RegistryFollower(bus, names, codec)
         self.auth = Authenticator(self.follower)
-        self._replies = ReplyRouter(bus, [names.name(ONLINE_REPLIES), names.name(AUDIT_REPLIES)], replica_id,
-                                    codec)
+        self._replies = ReplyRouter(bus, [names.name(ONLINE_REPLIES), names.name(AUDIT_REPLIES),
+                                          names.name(ONLINE_CHANGELOG)], replica_id, codec)
         self._producer: TransactionalProducer | None = None
 
     async def start(self) -> None:
@@ -164,6 +169,38 @@ class FeatureServer:
         if not ws.live:
             raise InvalidRequest(f"workspace '{workspace}' is a development workspace: it does not serve")
         return ws, spec
+
+    async def ingest(self, workspace: str, records: Mapping[str, Sequence[Mapping[str, Any]]], *,
+                     principal: str, payload: bytes, dry_run: bool) -> IngestPlan:
+        """Check pushed records and (unless dry_run) send the valid ones to Rift, audited as F5; return
+        once the online store has applied them (read-after-write)."""
+        ws = self.follower.registry.workspaces.get(workspace) or \
+            (await self.follower.sync(REGISTRY_SYNC_TIMEOUT_S)).workspace(workspace)
+        if not ws.live:
+            raise InvalidRequest(f"workspace '{workspace}' is a development workspace: it does not ingest")
+        plan = plan_ingest(ws, records, datetime.now(UTC))
+        if dry_run or plan.errors or not plan.payloads:
+            return plan  # with any record error nothing is ingested: the caller fixes and resends all
+        received = new_message(None, type_tag="IngestRequest", schema_version=1, producer=Component.CUSTOMER_APP,
+                               workspace=ws.name, principal=principal).envelope
+        f5 = make_record(Flow.F5, Component.CUSTOMER_APP, self.component, received, subject=",".join(plan.payloads),
+                         message_count=1, row_count=sum(len(p) for p in plan.payloads.values()),
+                         byte_count=len(payload), digest=hashlib.sha256(payload).hexdigest())
+        outputs = [Outbound(INGEST, self._codec.message(IngestRecords(new_id(), source, tuple(items)),
+                                                        producer=self.component, workspace=ws.name,
+                                                        caused_by=received))
+                   for source, items in plan.payloads.items()]
+        applied = self._replies.expect_correlated(received.correlation_id, plan.online_writes)
+        try:
+            async with self._producer_or_fail().transaction() as txn:
+                await publish(txn, self._codec, self._names, self.component, outputs, [f5])
+            await asyncio.wait_for(applied, INGEST_TIMEOUT_S)
+        except TimeoutError:
+            raise DeadlineExceeded(f"the online store did not confirm the ingest within {INGEST_TIMEOUT_S}s; "
+                                   "the records were accepted and will still be applied") from None
+        finally:
+            self._replies.forget_correlated(received.correlation_id)
+        return plan
 
     async def run_command(self, command: Any, *, workspace: str, principal: str) -> Registry:
         """Send an access or workspace command to the control plane (F9) and wait for its outcome."""

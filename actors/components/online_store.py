@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
 from events.codec import CODEC, Codec
-from events.data import OnlineRowsRead, ReadOnlineRows, WriteOnlineRows
+from events.data import OnlineRowsRead, OnlineRowsWritten, ReadOnlineRows, WriteOnlineRows
+from events.envelope import Message
 from events.planes import Component
-from events.topics import ONLINE_READS, ONLINE_REPLIES, ONLINE_WRITES, TopicNames
+from events.topics import ONLINE_CHANGELOG, ONLINE_READS, ONLINE_REPLIES, ONLINE_WRITES, TopicNames
 from stores.online import OnlineStore, OnlineWrite
 
 
@@ -24,6 +25,12 @@ class OnlineStoreShard:
     def subscriptions(self) -> Sequence[str]:
         return [self._names.name(ONLINE_WRITES), self._names.name(ONLINE_READS)]
 
+    def _changelog(self, write: Message[WriteOnlineRows]) -> Outbound:
+        """Tells the feature servers a write is applied: read-after-write for ingest, cache refresh later."""
+        body = OnlineRowsWritten(write.body.feature_view, len(write.body.rows), write.envelope.event_id)
+        return Outbound(ONLINE_CHANGELOG, self._codec.message(
+            body, producer=self.component, workspace=write.envelope.workspace, caused_by=write.envelope))
+
     async def handle(self, batch: Sequence[Inbound]) -> Decision:
         writes = [
             OnlineWrite(i.record.coordinates, i.message.envelope.workspace, i.message.body,
@@ -33,7 +40,8 @@ class OnlineStoreShard:
         # Writes first: a read that arrives in the same batch as a write sees it (read-after-write).
         if writes:
             self._store.apply_writes(writes)
-        outputs: list[Outbound] = []
+        outputs: list[Outbound] = [self._changelog(i.message) for i in batch
+                                   if i.message is not None and isinstance(i.message.body, WriteOnlineRows)]
         for inbound in batch:
             message = inbound.message
             if message is None or not isinstance(message.body, ReadOnlineRows):

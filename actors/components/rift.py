@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
+import structlog
 
 from actors.auditing import make_record
 from actors.bus import Record
@@ -24,6 +25,7 @@ from events.audit import AuditRecord
 from events.codec import CODEC, Codec
 from events.data import (
     FeatureRow,
+    IngestRecords,
     RecordDeadLettered,
     Scalar,
     SourceRange,
@@ -35,16 +37,20 @@ from events.errors import InvalidRequest
 from events.flows import Flow
 from events.planes import Component
 from events.registry import Workspace
-from events.specs import DType, FeatureViewKind, FeatureViewSpec, RecordFormat, StreamSourceSpec
-from events.topics import DEAD_LETTER, OFFLINE_WRITES, ONLINE_WRITES, TopicNames
+from events.specs import DType, FeatureViewKind, FeatureViewSpec, PushSourceSpec, RecordFormat, StreamSourceSpec
+from events.topics import DEAD_LETTER, INGEST, OFFLINE_WRITES, ONLINE_WRITES, TopicNames
+
+RecordSource = StreamSourceSpec | PushSourceSpec
 
 
-def parse_record(source: StreamSourceSpec, payload: bytes) -> dict[str, Scalar]:
+def parse_record(source: RecordSource, payload: bytes) -> dict[str, Scalar]:
     """The record's declared fields, typed; InvalidRequest says why a record does not fit."""
+    # Pushed records arrive as JSON through the ingest API.
+    record_format = source.record_format if isinstance(source, StreamSourceSpec) else RecordFormat.JSON
     try:
-        raw = json.loads(payload) if source.record_format is RecordFormat.JSON else msgpack.unpackb(payload)
+        raw = json.loads(payload) if record_format is RecordFormat.JSON else msgpack.unpackb(payload)
     except (ValueError, msgpack.UnpackException) as exc:
-        raise InvalidRequest(f"not {source.record_format.value}: {exc}") from exc
+        raise InvalidRequest(f"not {record_format.value}: {exc}") from exc
     if isinstance(raw, dict) and isinstance(raw.get("record"), dict):
         raw = raw["record"]  # the ingest API's {"record": {...}} wrapping
     if not isinstance(raw, dict):
@@ -92,7 +98,7 @@ def projects_attributes(view: FeatureViewSpec) -> bool:
     return view.kind is FeatureViewKind.STREAM and not view.aggregates and view.transformation is None
 
 
-def project(workspace: Workspace, view: FeatureViewSpec, source: StreamSourceSpec,
+def project(workspace: Workspace, view: FeatureViewSpec, source: RecordSource,
             fields: Mapping[str, Scalar]) -> FeatureRow:
     keys = workspace.join_keys(view)
     missing = [k for k in keys if fields.get(k) is None]
@@ -116,14 +122,18 @@ class RiftWorker:
 
     def subscriptions(self) -> Sequence[str]:
         registry = self._follower.registry
-        return sorted({s.topic for ws in registry.workspaces.values() if ws.live
-                       for s in ws.stream_sources.values() if ws.views_of_source(s.name)})
+        sources = {s.topic for ws in registry.workspaces.values() if ws.live
+                   for s in ws.stream_sources.values() if ws.views_of_source(s.name)}
+        return [self._names.name(INGEST), *sorted(sources)]
 
     async def handle(self, batch: Sequence[Inbound]) -> Decision:
         by_partition: dict[tuple[str, int], list[Record]] = defaultdict(list)
-        for inbound in batch:
-            by_partition[(inbound.record.topic, inbound.record.partition)].append(inbound.record)
         decision = Decision()
+        for inbound in batch:
+            if inbound.message is not None and isinstance(inbound.message.body, IngestRecords):
+                self._handle_ingest(inbound.message, inbound.record, decision)
+            elif inbound.message is None:
+                by_partition[(inbound.record.topic, inbound.record.partition)].append(inbound.record)
         for records in by_partition.values():
             self._handle_partition(records, decision)
         return decision
@@ -148,6 +158,32 @@ class RiftWorker:
             ws = self._follower.registry.workspaces[ws_name]
             decision.outputs.extend(self._writes(ws, ws.feature_views[view_name], tuple(view_rows),
                                                  source_range, consumed))
+
+    def _handle_ingest(self, message: Message[IngestRecords], record: Record, decision: Decision) -> None:
+        """Records of a push source, already audited by the gateway (F5) and checked there."""
+        ws = self._follower.registry.workspaces.get(message.envelope.workspace)
+        source = ws.push_sources.get(message.body.source) if ws is not None and ws.live else None
+        if ws is None or source is None:
+            self._log_unknown_push(message)
+            return
+        rows: dict[str, list[FeatureRow]] = defaultdict(list)
+        views = [v for v in ws.views_of_source(source.name) if projects_attributes(v)]
+        for payload in message.body.records:
+            try:
+                fields = parse_record(source, payload)
+                projected = [(view.name, project(ws, view, source, fields)) for view in views]
+            except InvalidRequest:
+                continue  # the gateway reported it to the caller as a record error
+            for view_name, row in projected:
+                rows[view_name].append(row)
+        pushed = SourceRange(record.topic, record.partition, record.offset, record.offset)  # lineage
+        for view_name, view_rows in rows.items():
+            decision.outputs.extend(self._writes(ws, ws.feature_views[view_name], tuple(view_rows), pushed,
+                                                 message.envelope))
+
+    def _log_unknown_push(self, message: Message[IngestRecords]) -> None:
+        structlog.get_logger().warning("ingest_for_unknown_push_source", workspace=message.envelope.workspace,
+                                       source=message.body.source)
 
     def _writes(self, ws: Workspace, view: FeatureViewSpec, rows: tuple[FeatureRow, ...],
                 source: SourceRange, consumed: Envelope) -> list[Outbound]:

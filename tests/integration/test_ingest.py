@@ -1,0 +1,142 @@
+"""The ingest API against a real deployment: synchronous read-after-write, dry runs, record errors."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from deploy.client import Connection
+from deploy.cluster import Deployment
+from tests.integration.helpers import apply, auth, get_features
+
+pytestmark = pytest.mark.integration
+
+PUSH_REPO = '''
+from datetime import timedelta
+from sdk import Attribute, Entity, FeatureService, Field, PushSource, StreamFeatureView
+
+user = Entity(name="user", join_keys=["user_id"])
+clicks = PushSource(name="clicks", timestamp_field="ts",
+                    schema=[Field("user_id", "string"), Field("ts", "timestamp"), Field("page", "string")])
+last_click = StreamFeatureView(name="last_click", source=clicks, entities=[user],
+                               features=[Attribute("page", "string", name="last_page")], ttl=timedelta(days=1))
+site = FeatureService(name="site", features=[last_click])
+'''
+
+
+@pytest.fixture(scope="module")
+async def workspace(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
+                    tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("push_repo")
+    (folder / "features.py").write_text(PUSH_REPO)
+    name = f"push_{uuid.uuid4().hex[:6]}"
+    await apply(Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url), folder, name,
+                admin_key)
+    return name
+
+
+def _now(minus: timedelta = timedelta(0)) -> str:
+    return (datetime.now(UTC) - minus).isoformat()
+
+
+async def _ingest(url: str, key: str, body: dict[str, Any]) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.post(f"{url}/ingest", json=body, headers=auth(key)) as resp:
+        return resp.status, await resp.json()
+
+
+async def _page(url: str, ws: str, user: str, key: str) -> Any:
+    async with aiohttp.ClientSession() as http:
+        status, body = await get_features(http, url, ws, "site", {"user_id": user}, key)
+    assert status == 200, body
+    return body["result"]["features"][0]
+
+
+async def test_ingest_is_read_after_write(deployment: Deployment, workspace: str, admin_key: str) -> None:
+    url = deployment.gateway_url
+    body = {"workspace_name": workspace, "records": {"clicks": [
+        {"record": {"user_id": "alice", "ts": _now(timedelta(minutes=2)), "page": "/home"}},
+        {"record": {"user_id": "alice", "ts": _now(timedelta(minutes=1)), "page": "/cart"}},
+        {"record": {"user_id": "bob", "ts": _now(), "page": "/help"}},
+    ]}}
+    status, answer = await _ingest(url, admin_key, body)
+    assert status == 200, answer
+    assert answer["ingestMetrics"]["featureViewIngestMetrics"] == [
+        {"featureViewName": "last_click", "onlineRecordIngestCount": 3, "offlineRecordIngestCount": 3}]
+    # no polling: the ingest returned only once the online store had applied the rows
+    assert await _page(url, workspace, "alice", admin_key) == "/cart"
+    assert await _page(url, workspace, "bob", admin_key) == "/help"
+
+
+async def test_dry_run_checks_and_counts_but_writes_nothing(deployment: Deployment, workspace: str,
+                                                           admin_key: str) -> None:
+    url = deployment.gateway_url
+    body = {"workspaceName": workspace, "dryRun": True, "records": {"clicks": [
+        {"record": {"user_id": "carol", "ts": _now(), "page": "/dry"}}]}}
+    status, answer = await _ingest(url, admin_key, body)
+    assert status == 200, answer
+    assert answer["ingestMetrics"]["featureViewIngestMetrics"][0]["onlineRecordIngestCount"] == 1
+    assert await _page(url, workspace, "carol", admin_key) is None
+
+
+async def test_bad_records_are_reported_and_nothing_is_ingested(deployment: Deployment, workspace: str,
+                                                               admin_key: str) -> None:
+    url = deployment.gateway_url
+    body = {"workspace_name": workspace, "records": {"clicks": [
+        {"record": {"user_id": "dave", "ts": _now(), "page": "/fine"}},
+        {"record": {"user_id": "dave", "ts": _now(), "page": 42}},
+        {"record": {"user_id": "dave", "ts": _now(timedelta(days=3)), "page": "/old"}},
+        {"record": {"ts": _now(), "page": "/nobody"}},
+    ]}}
+    status, answer = await _ingest(url, admin_key, body)
+    assert status == 400, answer
+    errors = {e["recordIndex"]: e for e in answer["recordErrors"]}
+    assert sorted(errors) == [1, 2, 3]
+    assert "expected string" in errors[1]["errorMessage"]
+    assert "outside the TTL of feature view 'last_click'" in errors[2]["errorMessage"]
+    assert "join key" in errors[3]["errorMessage"]
+    assert await _page(url, workspace, "dave", admin_key) is None  # the valid record was not sent either
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"records": {}}, 400),
+    ({"workspace_name": "W", "records": {"clicks": [{"nope": 1}]}}, 400),
+    ({"workspace_name": "W", "records": {"ghost_source": [{"record": {}}]}}, 404),
+    ({"workspace_name": "W", "dry_run": "yes", "records": {"clicks": [{"record": {}}]}}, 400),
+])
+async def test_malformed_ingest_requests(deployment: Deployment, workspace: str, admin_key: str,
+                                         body: dict[str, Any], status: int) -> None:
+    if body.get("workspace_name") == "W":
+        body = {**body, "workspace_name": workspace}
+    got, answer = await _ingest(deployment.gateway_url, admin_key, body)
+    assert got == status, answer
+    assert "requestError" in answer
+
+
+async def test_ingest_needs_the_editor_role_and_is_audited_with_the_principal(
+        deployment: Deployment, workspace: str, admin_key: str) -> None:
+    url = deployment.gateway_url
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/v1/service-accounts", json={"name": "reader"},
+                             headers=auth(admin_key)) as resp:
+            made = await resp.json()
+        async with http.post(f"{url}/api/v1/workspaces/{workspace}/roles", headers=auth(admin_key),
+                             json={"principal_id": made["principal_id"], "role": "consumer"}) as resp:
+            assert resp.status == 200
+    body = {"workspace_name": workspace, "records": {"clicks": [{"record": {"user_id": "e", "ts": _now(),
+                                                                           "page": "/x"}}]}}
+    assert (await _ingest(url, made["api_key"], body))[0] == 403
+    assert (await _ingest(url, "", body))[0] == 401
+    status, _ = await _ingest(url, admin_key, body)
+    assert status == 200
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/api/v1/audit/flows?limit=500",
+                                                         headers=auth(admin_key)) as resp:
+        records = (await resp.json())["records"]
+    f5 = [r for r in records if r["flow"] == "F5" and r["from_component"] == "customer_app"
+          and r["to_component"] == "feature_server"]
+    assert f5
+    assert {r["principal"] for r in f5} == {"admin"}
+
