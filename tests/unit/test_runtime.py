@@ -28,6 +28,7 @@ from events.topics import (
     CONTROL_EVENTS,
     DEAD_LETTER,
     OFFLINE_WRITES,
+    ONLINE_CHANGELOG,
     ONLINE_READS,
     ONLINE_REPLIES,
     ONLINE_WRITES,
@@ -161,7 +162,9 @@ async def test_online_store_answers_reads_after_writes_in_the_same_batch() -> No
     assert reply.request_id == "r1"
     assert reply.rows[0].row.values["last_amount"] == 5.0
     assert reply.rows[1] is None
-    assert [a.flow for a in _bodies(bus, AUDIT)].count(Flow.F3) == 1
+    (changelog,) = _bodies(bus, ONLINE_CHANGELOG)  # the write of this batch, for read-after-write
+    assert (changelog.feature_view, changelog.row_count) == ("user_last", 1)
+    assert [a.flow for a in _bodies(bus, AUDIT)].count(Flow.F3) == 2  # the reply and the changelog entry
     await follower.close()
 
 
