@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -97,10 +97,15 @@ def plan_lookups(ws: Workspace, service: FeatureServiceSpec,
     return tuple(lookups)
 
 
-def assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead) -> tuple[ServedFeature, ...]:
+def assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead,
+             now: datetime) -> tuple[ServedFeature, ...]:
     features: list[ServedFeature] = []
     for view_name, stored in zip(service.feature_views, reply.rows, strict=True):
         view = ws.feature_views[view_name]
+        expired = view.ttl_s is not None and stored is not None and \
+            stored.row.event_time < now - timedelta(seconds=view.ttl_s)
+        if expired:
+            stored = None  # Tecton's TTL: a value older than the view's ttl is no longer served
         for feature in view.features:
             name = f"{view.name}.{feature.name}"
             if stored is None:
@@ -154,7 +159,7 @@ class FeatureServer:
             read, producer=self.component, workspace=ws.name, caused_by=received)), read.request_id, [f1])
         if not isinstance(reply.body, OnlineRowsRead):
             raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
-        return ServedFeatures(assemble(ws, service, reply.body), received, service.name)
+        return ServedFeatures(assemble(ws, service, reply.body, datetime.now(UTC)), received, service.name)
 
     async def _resolve(self, workspace: str, service: str) -> tuple[Workspace, FeatureServiceSpec]:
         """The workspace and service; before calling them unknown, catch up with the control events,

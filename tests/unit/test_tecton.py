@@ -1,16 +1,23 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from actors.components.feature_server import FeatureStatus, ServedFeature, ServedFeatures
+from actors.components.control_plane import decide_apply
+from actors.components.feature_server import FeatureStatus, ServedFeature, ServedFeatures, assemble
+from events.codec import CODEC
+from events.control import ApplyRepo
+from events.data import FeatureRow, OnlineRowsRead, StoredRow
 from events.envelope import new_message
 from events.errors import InvalidRequest
 from events.planes import Component
+from events.registry import Registry
 from events.specs import DType
 from gateway.tecton import MetadataOptions, parse_get_features, render_get_features
+from tests.unit.fixtures import REPO, VIEW, admin_registry, envelope_of
 
 
 def _body(**params: object) -> bytes:
@@ -71,3 +78,18 @@ def test_render_follows_metadata_options() -> None:
     assert full["metadata"]["features"][1]["status"] == "MISSING_DATA"
     names_only = render_get_features(served, MetadataOptions())
     assert names_only["metadata"]["features"] == [{"name": "v.a"}, {"name": "v.b"}]
+
+
+def test_values_older_than_the_ttl_are_missing() -> None:
+    repo = replace(REPO, feature_views=(replace(VIEW, ttl_s=3600),))
+    events = decide_apply(admin_registry(), envelope_of(), ApplyRepo("a", repo))
+    ws = Registry().apply_all(CODEC.message(e, producer=Component.CONTROL_PLANE, workspace="prod")
+                              for e in events).workspace("prod")
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    fresh = StoredRow(FeatureRow(("u",), now - timedelta(minutes=59), {"last_amount": 1.0, "last_merchant": "m"}), "w")
+    stale = StoredRow(FeatureRow(("u",), now - timedelta(minutes=61), {"last_amount": 1.0, "last_merchant": "m"}), "w")
+    service = ws.service("fraud")
+    assert [f.status for f in assemble(ws, service, OnlineRowsRead("r", "x", (fresh,)), now)] == [
+        FeatureStatus.PRESENT, FeatureStatus.PRESENT]
+    expired = assemble(ws, service, OnlineRowsRead("r", "x", (stale,)), now)
+    assert [(f.value, f.status) for f in expired] == [(None, FeatureStatus.MISSING_DATA)] * 2
