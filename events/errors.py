@@ -8,7 +8,8 @@
     │   └── InvalidSpec             a feature repository that does not compile
     ├── NotFound                    a workspace, feature service or feature view that does not exist (404)
     │   ├── UnknownWorkspace
-    │   └── UnknownFeatureService
+    │   ├── UnknownFeatureService
+    │   └── UnknownFeatureView
     ├── Unauthenticated             no API key, or one that is unknown, revoked or wrong (401)
     ├── PermissionDenied            a valid principal without the role for the action (403)
     ├── FlowDenied                  a message on a cross-plane flow its sender may not use
@@ -66,6 +67,10 @@ class UnknownFeatureService(NotFound):
     pass
 
 
+class UnknownFeatureView(NotFound):
+    pass
+
+
 class Unauthenticated(FeatureplaneError):
     """The caller did not prove who it is."""
 
@@ -75,7 +80,12 @@ class PermissionDenied(FeatureplaneError):
 
 
 class FlowDenied(FeatureplaneError):
-    """A component tried to send a message on a flow its plane may not use."""
+    """A component tried to send a message on a flow its plane may not use; `flow` names the flow (the
+    nearest one between the two planes when the route is not declared at all)."""
+
+    def __init__(self, message: str, *, flow: str) -> None:
+        super().__init__(message)
+        self.flow = flow
 
 
 class Unavailable(FeatureplaneError):

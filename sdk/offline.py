@@ -1,0 +1,178 @@
+"""Offline retrieval: training data read straight from the offline store's Parquet.
+
+    with OfflineFeatures.open(Path("/data/offline"), load_repo(Path("repo")), "prod") as offline:
+        training = offline.get_features_for_events(events, "fraud", timestamp_key="ts")
+        history = offline.get_features_in_range("user_last", start, end)
+
+This is a customer-plane read: the SDK opens the store read-only next to the customer's data and never
+goes through the data plane. Results are polars DataFrames (`.to_arrow()`; `.to_pandas()` when pandas is
+installed). Point-in-time semantics are those of `sdk.offline_join`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import polars as pl
+
+from events.errors import InvalidRequest, UnknownFeatureView
+from events.registry import OBJECT_KINDS, Workspace
+from events.specs import FeatureViewKind, RepoSpec
+from sdk.offline_join import RESERVED, ROW, TS, ViewPlan, join_view, keys_comparable, utc_micros, view_rows
+from stores.offline import EVENT_TIME, WRITTEN_BY, OfflineStore, ParquetOfflineStore
+
+__all__ = ["OfflineFeatures", "UnknownFeatureView", "workspace_of"]
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+def workspace_of(repo: RepoSpec, name: str) -> Workspace:
+    """The workspace `name` holding exactly the definitions of `repo`, as if it had just been applied."""
+    objects: dict[str, Any] = {attr: {obj.name: obj for obj in getattr(repo, attr)} for _, attr in OBJECT_KINDS}
+    return Workspace(name, **objects)
+
+
+class OfflineFeatures:
+    """Point-in-time-correct training data and row history from an offline store, for one workspace."""
+
+    def __init__(self, store: OfflineStore, workspace: Workspace) -> None:
+        self._store = store
+        self._workspace = workspace
+        self._owns_store = False
+
+    @classmethod
+    def open(cls, store_root: Path, repo: RepoSpec, workspace: str) -> OfflineFeatures:
+        """Read the Parquet store at `store_root` (read-only: the writer keeps running) with the
+        definitions of `repo`; closing the result closes the store."""
+        offline = cls(ParquetOfflineStore(store_root, readonly=True), workspace_of(repo, workspace))
+        offline._owns_store = True
+        return offline
+
+    def close(self) -> None:
+        """Close the store if `open` opened it; a store passed in stays its owner's to close."""
+        if self._owns_store:
+            self._store.close()  # safe twice
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def get_features_for_events(self, events: Frame, feature_service: str, timestamp_key: str) -> pl.DataFrame:
+        """`events` in their order, with every column they had plus `<view>__<feature>` for each feature
+        of the service: its value as of the event's `timestamp_key` (a datetime column; naive is UTC).
+
+        Each event needs the join keys of every view of the service; a null key or timestamp, or no row
+        within the view's TTL, gives null features.
+        """
+        service = self._workspace.service(feature_service)
+        plans = [self._plan(name, f"feature service '{feature_service}'") for name in service.feature_views]
+        frame = _collected(events, "events")
+        _check_events(frame.schema, timestamp_key, plans)
+        left = frame.with_row_index(ROW).with_columns(utc_micros(timestamp_key, frame.schema[timestamp_key]).alias(TS))
+        span = _span(left[TS])
+        joined = left.lazy().sort(TS, nulls_last=True)
+        for plan in plans:
+            rows = view_rows(self._store.scan(self._workspace.name, plan.name), plan)
+            joined = join_view(joined, frame.schema, rows, plan, span)
+        return joined.sort(ROW).drop(ROW, TS).collect()
+
+    def get_features_in_range(
+        self, feature_view: str, start: datetime, end: datetime, entities: Frame | None = None, *,
+        include_lineage: bool = False,
+    ) -> pl.DataFrame:
+        """Every stored row of the view with `start <= event_time < end` (naive datetimes are UTC), in
+        event-time order: its join keys, `event_time`, its features and, with `include_lineage`, the
+        `_written_by` event id. `entities` (a frame with the view's join keys) keeps only their rows.
+        """
+        plan = self._plan(feature_view, "the request")
+        first, stop = _instant(start, "start"), _instant(end, "end")
+        if stop < first:
+            raise InvalidRequest(f"end {stop.isoformat()} is before start {first.isoformat()}")
+        rows = view_rows(self._store.scan(self._workspace.name, plan.name), plan)
+        rows = rows.filter(pl.col(EVENT_TIME) >= first, pl.col(EVENT_TIME) < stop)
+        if entities is not None:
+            rows = _of_entities(rows, _collected(entities, "entities"), plan)
+        columns = [*plan.join_keys, EVENT_TIME, *(f.name for f in plan.features)]
+        if include_lineage:
+            columns.append(WRITTEN_BY)
+        return rows.select(columns).sort(EVENT_TIME, maintain_order=True).collect()
+
+    def _plan(self, name: str, asked_by: str) -> ViewPlan:
+        view = self._workspace.feature_views.get(name)
+        if view is None:
+            raise UnknownFeatureView(f"feature view '{name}' (asked for by {asked_by}) does not exist in "
+                                     f"workspace '{self._workspace.name}'")
+        if view.kind is FeatureViewKind.REALTIME:
+            raise InvalidRequest(f"feature view '{name}' is a realtime view: offline retrieval does not run "
+                                 f"realtime transformations yet")
+        if view.aggregates:
+            raise InvalidRequest(f"feature view '{name}' has aggregates: aggregated views are not materialized "
+                                 f"offline yet")
+        if not view.offline:
+            raise InvalidRequest(f"feature view '{name}' has offline=False: its rows are not kept offline")
+        ttl = None if view.ttl_s is None else timedelta(seconds=view.ttl_s)
+        return ViewPlan(name, self._workspace.join_keys(view), view.features, ttl)
+
+
+def _collected(frame: object, what: str) -> pl.DataFrame:
+    # Collected once: the events are read by one join per view, and their time span bounds every scan.
+    if isinstance(frame, pl.LazyFrame):
+        return frame.collect()
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    raise InvalidRequest(f"the {what} must be a polars DataFrame or LazyFrame, not {type(frame).__name__} "
+                         f"(pandas: polars.from_pandas; Arrow: polars.from_arrow)")
+
+
+def _check_events(schema: pl.Schema, timestamp_key: str, plans: Sequence[ViewPlan]) -> None:
+    if timestamp_key not in schema:
+        raise InvalidRequest(f"the events have no timestamp column '{timestamp_key}'")
+    for plan in plans:
+        missing = [k for k in plan.join_keys if k not in schema]
+        if missing:
+            raise InvalidRequest(f"the events have no join key column {_names(missing)}, which feature view "
+                                 f"'{plan.name}' needs")
+    taken = [name for name in RESERVED if name in schema]
+    taken += [out for plan in plans for f in plan.features if (out := plan.output(f.name)) in schema]
+    if taken:
+        raise InvalidRequest(f"the events already have column {_names(taken)}, which the result would "
+                             f"overwrite: rename it")
+
+
+def _of_entities(rows: pl.LazyFrame, entities: pl.DataFrame, plan: ViewPlan) -> pl.LazyFrame:
+    missing = [k for k in plan.join_keys if k not in entities.schema]
+    if missing:
+        raise InvalidRequest(f"the entities have no join key column {_names(missing)} of feature view "
+                             f"'{plan.name}'")
+    stored = rows.collect_schema()
+    if not keys_comparable(entities.schema, stored, plan, "entities"):
+        return rows.clear()
+    # A key that does not fit the stored type matches no stored row: the non-strict cast makes it null,
+    # and null keys never join.
+    keys = entities.lazy().select(pl.col(k).cast(stored[k], strict=False) for k in plan.join_keys).unique()
+    return rows.join(keys, on=list(plan.join_keys), how="semi")
+
+
+def _instant(value: object, label: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidRequest(f"{label} must be a datetime, not {type(value).__name__}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _span(timestamps: pl.Series) -> tuple[datetime, datetime] | None:
+    earliest, latest = timestamps.min(), timestamps.max()
+    if isinstance(earliest, datetime) and isinstance(latest, datetime):
+        return earliest, latest
+    return None  # no event has a timestamp
+
+
+def _names(columns: Sequence[str]) -> str:
+    return ", ".join(f"'{c}'" for c in columns)
