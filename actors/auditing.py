@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from events.audit import NO_OFFSET, AuditRecord, Outcome, payload_digest
-from events.data import Coordinates, SourceRange
+from events.data import (
+    Coordinates,
+    IngestRecords,
+    OnlineRowsRead,
+    RecordDeadLettered,
+    SourceRange,
+    WriteOfflineRows,
+    WriteOnlineRows,
+)
 from events.envelope import Envelope, new_id
 from events.errors import FlowDenied
-from events.flows import Flow, flow_for
-from events.planes import PLANE_OF, Component
+from events.flows import FLOW_RULES, NOMINAL, Flow, flow_for
+from events.planes import PLANE_OF, Component, Plane
 from events.topics import Topic
 
 
@@ -35,17 +44,44 @@ def rows_in(body: Any) -> int:
     return 0
 
 
-def outbound_flow(sender: Component, topic: Topic) -> Flow | None:
+# Bodies that carry feature values or raw records: never into the control plane (DESIGN's invariant).
+FEATURE_DATA = (WriteOnlineRows, WriteOfflineRows, OnlineRowsRead, IngestRecords, RecordDeadLettered)
+
+
+def outbound_flow(sender: Component, topic: Topic, body: Any = None) -> Flow | None:
+    """The flow of a message from `sender` on `topic`; FlowDenied names the flow it may not use."""
+    from_plane, to_plane = PLANE_OF[sender], PLANE_OF[topic.consumer]
     try:
-        return flow_for(sender, topic.base)
+        flow = flow_for(sender, topic.base)
     except KeyError:
-        raise FlowDenied(f"{sender} may not send on topic {topic.base}: no such flow is declared") from None
+        nominal = NOMINAL.get((from_plane, to_plane))
+        raise FlowDenied(f"{sender} may not send on topic {topic.base}: no such flow is declared",
+                         flow=nominal.value if nominal else "none") from None
+    if body is not None and not topic.allows(body):
+        raise FlowDenied(f"topic {topic.base} does not carry {type(body).__name__}",
+                         flow=flow.value if flow else "none")
+    if to_plane is Plane.CONTROL and isinstance(body, FEATURE_DATA):
+        named = flow or NOMINAL[(from_plane, to_plane)]
+        raise FlowDenied(f"{type(body).__name__} carries feature data, which never enters the control plane "
+                         f"(flow {named.value}: {FLOW_RULES[named].description})", flow=named.value)
+    return flow
+
+
+def audit_denied(sender: Component, topic: Topic, envelope: Envelope, body: Any, payload: bytes,
+                 error: FlowDenied) -> AuditRecord:
+    """The record of a message that was refused at the seam and not sent."""
+    flow = Flow(error.flow) if error.flow in Flow.__members__ else NOMINAL.get(
+        (PLANE_OF[sender], PLANE_OF[topic.consumer]), Flow.F9)
+    record = make_record(flow, sender, topic.consumer, envelope, subject=subject_of(body), message_count=1,
+                         row_count=rows_in(body), byte_count=len(payload), digest=payload_digest(payload),
+                         topic=topic.base)
+    return replace(record, outcome=Outcome.DENIED)
 
 
 def audit_sent(sender: Component, topic: Topic, envelope: Envelope, body: Any, payload: bytes,
                at: Coordinates) -> AuditRecord | None:
     """The audit record of one message sent on `topic`, or None when it stays inside a plane."""
-    flow = outbound_flow(sender, topic)
+    flow = outbound_flow(sender, topic, body)
     if flow is None:
         return None
     return make_record(

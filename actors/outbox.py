@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from actors.auditing import audit_sent
+import structlog
+
+from actors.auditing import audit_denied, audit_sent, outbound_flow
 from actors.bus import Outgoing, Transaction
 from events.audit import AuditRecord
 from events.codec import Codec
-from events.data import Coordinates
 from events.envelope import Message
+from events.errors import FlowDenied
 from events.planes import Component
 from events.topics import AUDIT, Topic, TopicNames
 
@@ -23,24 +25,38 @@ class Outbound:
 
 
 async def publish(txn: Transaction, codec: Codec, names: TopicNames, sender: Component,
-                  outputs: Sequence[Outbound], extra_audits: Sequence[AuditRecord] = ()) -> list[Coordinates]:
+                  outputs: Sequence[Outbound], extra_audits: Sequence[AuditRecord] = ()) -> list[FlowDenied]:
     """Send `outputs`, then one audit record per cross-plane output plus `extra_audits`.
 
     The outputs' coordinates are known before their audit records are written, so each record names
-    the Kafka message it audits; both commit or abort with the transaction.
+    the Kafka message it audits; both commit or abort with the transaction. An output on a flow its
+    sender may not use is refused here: it is not sent, a `denied` audit record is, and the refusal is
+    returned (the rest goes on).
     """
-    payloads = [codec.encode(o.message) for o in outputs]
-    coords = await txn.send_all([
-        Outgoing(names.name(o.topic), p, o.topic.key(o.message)) for o, p in zip(outputs, payloads, strict=True)
-    ])
+    allowed: list[tuple[Outbound, bytes]] = []
+    audits: list[AuditRecord] = []
+    refused: list[FlowDenied] = []
+    for output in outputs:
+        payload = codec.encode(output.message)
+        try:
+            outbound_flow(sender, output.topic, output.message.body)
+        except FlowDenied as denied:
+            refused.append(denied)
+            audits.append(audit_denied(sender, output.topic, output.message.envelope, output.message.body,
+                                       payload, denied))
+            structlog.get_logger().error("flow_denied", sender=str(sender), topic=output.topic.base,
+                                         flow=denied.flow, reason=denied.message)
+            continue
+        allowed.append((output, payload))
+    coords = await txn.send_all([Outgoing(names.name(o.topic), p, o.topic.key(o.message)) for o, p in allowed])
     audits = [
-        a for o, p, c in zip(outputs, payloads, coords, strict=True)
+        a for (o, p), c in zip(allowed, coords, strict=True)
         if (a := audit_sent(sender, o.topic, o.message.envelope, o.message.body, p, c)) is not None
-    ]
+    ] + audits
     audits.extend(extra_audits)
     if audits:
         await txn.send_all([_audit_message(codec, names, sender, a) for a in audits])
-    return coords
+    return refused
 
 
 def _audit_message(codec: Codec, names: TopicNames, sender: Component, record: AuditRecord) -> Outgoing:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from events.planes import Component
+from events.planes import Component, Plane
 
 
 class Flow(StrEnum):
@@ -65,6 +65,14 @@ ROUTES: dict[tuple[Component, str], Flow | None] = {
     (Component.OFFLINE_STORE, "dead-letter"): None,
     (Component.CONTROL_PLANE, "dead-letter"): Flow.F8,
     (Component.AUDIT_LOG, "dead-letter"): Flow.F8,
+}
+
+
+# The flow between two planes, for naming a refused message whose route is not declared at all.
+NOMINAL: dict[tuple[Plane, Plane], Flow] = {
+    (Plane.DATA, Plane.CUSTOMER): Flow.F7, (Plane.CUSTOMER, Plane.DATA): Flow.F3,
+    (Plane.CONTROL, Plane.DATA): Flow.F8, (Plane.CONTROL, Plane.CUSTOMER): Flow.F8,
+    (Plane.DATA, Plane.CONTROL): Flow.F9, (Plane.CUSTOMER, Plane.CONTROL): Flow.F9,
 }
 
 

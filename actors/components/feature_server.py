@@ -229,7 +229,10 @@ class FeatureServer:
                       done: Callable[[Registry], bool]) -> Registry:
         message = self._codec.message(command, producer=self.component, workspace=workspace, principal=principal)
         async with self._producer_or_fail().transaction() as txn:
-            await publish(txn, self._codec, self._names, self.component, [Outbound(CONTROL_COMMANDS, message)])
+            refused = await publish(txn, self._codec, self._names, self.component,
+                                    [Outbound(CONTROL_COMMANDS, message)])
+        if refused:
+            raise refused[0]
         return await self.follower.wait_for(done, COMMAND_TIMEOUT_S)
 
     async def audit_response(self, served: ServedFeatures, payload: bytes) -> None:
@@ -253,7 +256,9 @@ class FeatureServer:
         future = self._replies.expect(request_id)
         try:
             async with self._producer_or_fail().transaction() as txn:
-                await publish(txn, self._codec, self._names, self.component, [outbound], extra_audits)
+                refused = await publish(txn, self._codec, self._names, self.component, [outbound], extra_audits)
+            if refused:
+                raise refused[0]
             return await self._replies.wait(request_id, future, self._timeout_s)
         finally:
             self._replies.forget(request_id)
