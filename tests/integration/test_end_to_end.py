@@ -26,6 +26,7 @@ from events.topics import (
     CONTROL_EVENTS,
     DEAD_LETTER,
     OFFLINE_WRITES,
+    ONLINE_CHANGELOG,
     ONLINE_READS,
     ONLINE_REPLIES,
     ONLINE_WRITES,
@@ -104,7 +105,8 @@ async def _assert_every_flow_audited_exactly_once(deployment: Deployment, bootst
                                                   source_messages: int) -> None:
     names = deployment.settings.topics
     data_topics = {
-        Flow.F2: [ONLINE_READS], Flow.F3: [ONLINE_REPLIES], Flow.F7: [ONLINE_WRITES, OFFLINE_WRITES, DEAD_LETTER],
+        Flow.F2: [ONLINE_READS], Flow.F3: [ONLINE_REPLIES, ONLINE_CHANGELOG],
+        Flow.F7: [ONLINE_WRITES, OFFLINE_WRITES, DEAD_LETTER],
         Flow.F8: [CONTROL_EVENTS, AUDIT_REPLIES], Flow.F9: [AUDIT_QUERIES, CONTROL_COMMANDS],
     }
     messages: dict[Flow, set[tuple[str, int, int]]] = {}
