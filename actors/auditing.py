@@ -15,6 +15,7 @@ from events.data import (
     SourceRange,
     WriteOfflineRows,
     WriteOnlineRows,
+    WriteTiles,
 )
 from events.envelope import Envelope, new_id
 from events.errors import FlowDenied
@@ -37,7 +38,7 @@ def subject_of(body: Any) -> str:
 
 
 def rows_in(body: Any) -> int:
-    for attr in ("rows", "lookups", "records"):
+    for attr in ("rows", "lookups", "records", "tiles"):
         value = getattr(body, attr, None)
         if isinstance(value, tuple):
             return len(value)
@@ -45,7 +46,7 @@ def rows_in(body: Any) -> int:
 
 
 # Bodies that carry feature values or raw records: never into the control plane (DESIGN's invariant).
-FEATURE_DATA = (WriteOnlineRows, WriteOfflineRows, OnlineRowsRead, IngestRecords, RecordDeadLettered)
+FEATURE_DATA = (WriteOnlineRows, WriteOfflineRows, WriteTiles, OnlineRowsRead, IngestRecords, RecordDeadLettered)
 
 
 def outbound_flow(sender: Component, topic: Topic, body: Any = None) -> Flow | None:

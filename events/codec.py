@@ -220,7 +220,8 @@ def _registrations() -> list[Registration]:
         # data
         ("Coordinates", data.Coordinates), ("SourceRange", data.SourceRange), ("FeatureRow", data.FeatureRow),
         ("WriteOnlineRows", data.WriteOnlineRows), ("WriteOfflineRows", data.WriteOfflineRows),
-        ("Lookup", data.Lookup), ("ReadOnlineRows", data.ReadOnlineRows), ("StoredRow", data.StoredRow),
+        ("Lookup", data.Lookup), ("TileState", data.TileState), ("TileDelta", data.TileDelta),
+        ("WriteTiles", data.WriteTiles), ("ReadOnlineRows", data.ReadOnlineRows), ("StoredRow", data.StoredRow),
         ("OnlineRowsRead", data.OnlineRowsRead), ("RecordDeadLettered", data.RecordDeadLettered),
         ("IngestRecords", data.IngestRecords), ("OnlineRowsWritten", data.OnlineRowsWritten),
         # audit

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 Scalar = str | int | float | bool | None
 EntityKey = tuple[Scalar, ...]
@@ -58,9 +59,35 @@ class WriteOfflineRows:
 
 
 @dataclass(frozen=True, slots=True)
+class TileState:
+    """Partial aggregate states of one entity for one tile (its start, or the event time in continuous
+    mode), one encoded state per aggregate of the feature view, in declaration order."""
+
+    tile: float
+    states: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TileDelta:
+    entity_key: EntityKey
+    tile: TileState
+
+
+@dataclass(frozen=True, slots=True)
+class WriteTiles:
+    """Rift → online store (F7): partial aggregates to add to the stored ones (they merge associatively)."""
+
+    feature_view: str
+    tiles: tuple[TileDelta, ...]
+    source: SourceRange
+
+
+@dataclass(frozen=True, slots=True)
 class Lookup:
     feature_view: str
     entity_key: EntityKey
+    # For aggregated views: the tiles lower <= tile <= upper (lower None: from the first one).
+    tile_range: tuple[float | None, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +114,8 @@ class OnlineRowsRead:
     request_id: str
     reply_to: str
     rows: tuple[StoredRow | None, ...]
+    # aligned with the lookups: the tiles of lookups with a tile range, else None
+    tiles: tuple[tuple[TileState, ...] | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,6 @@ as the rows. `InMemoryOnlineStore` behaves the same for unit tests.
 
 from __future__ import annotations
 
-import math
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
@@ -18,7 +16,7 @@ from typing import Protocol, Self
 
 import msgpack
 
-from events.data import Coordinates, EntityKey, FeatureRow, Lookup, Scalar, StoredRow, WriteOnlineRows
+from events.data import Coordinates, EntityKey, FeatureRow, Lookup, StoredRow, TileState, WriteOnlineRows, WriteTiles
 from events.errors import StoreError
 from stores.lmdb_env import lmdb_errors, open_store_env
 from stores.offsets import (
@@ -30,17 +28,11 @@ from stores.offsets import (
     encode_applied,
     split_applied,
 )
+from stores.online_keys import _INT_MAX, _INT_MIN, MAX_KEY_BYTES, decode_key, encode_key
+from stores.online_tiles import collect, delta_entries, range_bounds
 
 FORMAT_VERSION = 1
 DEFAULT_MAP_SIZE = 1 << 30
-# LMDB's compiled-in key limit. The in-memory store enforces it too, so both refuse the same keys.
-MAX_KEY_BYTES = 511
-
-# Type tags of entity-key values: values of different types in one key position sort by tag.
-_TAG_NONE, _TAG_BOOL, _TAG_INT, _TAG_FLOAT, _TAG_STR = 1, 2, 3, 4, 5
-_SIGN = 1 << 63
-_ALL_ONES = (1 << 64) - 1
-_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +41,7 @@ class OnlineWrite:
 
     coordinates: Coordinates
     workspace: str
-    write: WriteOnlineRows
+    write: WriteOnlineRows | WriteTiles
     written_by: str
 
 
@@ -58,8 +50,14 @@ class OnlineStore(Protocol):
         """Apply the writes not applied yet and their offsets in one transaction; how many were applied.
 
         Per (workspace, feature view, entity key) the row with the latest event time wins; on equal event
-        times the later write wins.
+        times the later write wins. Tile deltas are all kept (they are merged when read).
         """
+        ...
+
+    def read_tiles(self, workspace: str, feature_view: str, entity_key: EntityKey, lower: float | None,
+                   upper: float) -> tuple[TileState, ...]:
+        """The tile deltas of one entity with lower <= tile <= upper (lower None: from the first), in tile
+        order; several deltas of one tile are all returned."""
         ...
 
     def read(self, workspace: str, lookups: Sequence[Lookup]) -> list[StoredRow | None]:
@@ -79,116 +77,12 @@ class OnlineStore(Protocol):
     ) -> None: ...
 
 
-# --- keys ---------------------------------------------------------------------------------------------
-
-
-def encode_key(workspace: str, feature_view: str, entity_key: EntityKey) -> bytes:
-    """A key whose byte order is the order of (workspace, feature view, entity key).
-
-    Strings are UTF-8 (whose byte order is code-point order) with 0x00 escaped as 0x00 0xFF and ended by
-    0x00, so a string sorts before its extensions. Entity-key values carry a type tag; ints are 64-bit
-    big-endian with the sign bit flipped, floats IEEE 754 bits flipped so that negatives sort first.
-    """
-    out = bytearray()
-    _put_str(out, workspace)
-    _put_str(out, feature_view)
-    if not isinstance(entity_key, tuple):
-        raise StoreError(f"an entity key is a tuple, not {type(entity_key).__name__}")
-    for value in entity_key:
-        _put_scalar(out, value)
-    return bytes(out)
-
-
-def decode_key(key: bytes) -> tuple[str, str, EntityKey]:
-    try:
-        workspace, pos = _take_str(key, 0)
-        feature_view, pos = _take_str(key, pos)
-        values: list[Scalar] = []
-        while pos < len(key):
-            value, pos = _take_scalar(key, pos)
-            values.append(value)
-    except (IndexError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-        raise StoreError(f"not an online-store key: {key!r}") from exc
-    return workspace, feature_view, tuple(values)
-
-
-def _put_str(out: bytearray, value: str) -> None:
-    if not isinstance(value, str):
-        raise StoreError(f"expected a string, got {type(value).__name__}")
-    try:
-        raw = value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise StoreError(f"{value!r} is not valid Unicode") from exc
-    out += raw.replace(b"\x00", b"\x00\xff")
-    out.append(0)
-
-
-def _put_scalar(out: bytearray, value: Scalar) -> None:
-    # bool before int: bool is an int subclass, and True must not become the key 1.
-    if value is None:
-        out.append(_TAG_NONE)
-    elif isinstance(value, bool):
-        out += bytes((_TAG_BOOL, int(value)))
-    elif isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise StoreError(f"entity key value {value} does not fit in 64 bits")
-        out.append(_TAG_INT)
-        out += (value + _SIGN).to_bytes(8, "big")
-    elif isinstance(value, float):
-        out.append(_TAG_FLOAT)
-        out += _float_bits(value).to_bytes(8, "big")
-    elif isinstance(value, str):
-        out.append(_TAG_STR)
-        _put_str(out, value)
-    else:
-        raise StoreError(f"entity key values are str, int, float, bool or None, not {type(value).__name__}")
-
-
-def _float_bits(value: float) -> int:
-    # -0.0 == 0.0 in Python, so they are one key; every NaN gets one bit pattern.
-    value = math.nan if math.isnan(value) else value + 0.0
-    bits = int.from_bytes(struct.pack(">d", value), "big")
-    return bits ^ _ALL_ONES if bits & _SIGN else bits | _SIGN
-
-
-def _float_from_bits(bits: int) -> float:
-    bits = bits ^ _SIGN if bits & _SIGN else bits ^ _ALL_ONES
-    value: float = struct.unpack(">d", bits.to_bytes(8, "big"))[0]
-    return value
-
-
-def _take_str(key: bytes, pos: int) -> tuple[str, int]:
-    out = bytearray()
-    while True:
-        end = key.index(0, pos)
-        out += key[pos:end]
-        if end + 1 < len(key) and key[end + 1] == 0xFF:
-            out.append(0)
-            pos = end + 2
-        else:
-            return out.decode("utf-8"), end + 1
-
-
-def _take_scalar(key: bytes, pos: int) -> tuple[Scalar, int]:
-    tag = key[pos]
-    pos += 1
-    if tag == _TAG_NONE:
-        return None, pos
-    if tag == _TAG_BOOL:
-        if key[pos] > 1:
-            raise ValueError(f"bad bool byte {key[pos]}")
-        return key[pos] == 1, pos + 1
-    if tag in (_TAG_INT, _TAG_FLOAT):
-        if len(key) < pos + 8:
-            raise ValueError("truncated number")
-        bits = int.from_bytes(key[pos : pos + 8], "big")
-        return (bits - _SIGN if tag == _TAG_INT else _float_from_bits(bits)), pos + 8
-    if tag == _TAG_STR:
-        return _take_str(key, pos)
-    raise ValueError(f"unknown type tag {tag}")
-
-
 # --- rows ---------------------------------------------------------------------------------------------
+
+
+def _tile_entries(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, bytes]]:
+    return [entry for w in writes if isinstance(w.write, WriteTiles)
+            for entry in delta_entries(w.workspace, w.write.feature_view, w.coordinates.offset, w.write.tiles)]
 
 
 def _prepared(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, StoredRow]]:
@@ -197,6 +91,8 @@ def _prepared(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, StoredRow]]:
     for write in writes:
         if not isinstance(write.written_by, str):
             raise StoreError(f"written_by is {type(write.written_by).__name__}, not a string")
+        if not isinstance(write.write, WriteOnlineRows):
+            continue
         for row in write.write.rows:
             key = encode_key(write.workspace, write.write.feature_view, row.entity_key)
             if len(key) > MAX_KEY_BYTES:
@@ -251,17 +147,27 @@ def _copy(stored: StoredRow) -> StoredRow:
 class InMemoryOnlineStore(ClosableStore):
     def __init__(self) -> None:
         self._rows: dict[bytes, StoredRow] = {}
+        self._tiles: dict[bytes, bytes] = {}
         self._applied: AppliedOffsets = {}
 
     def apply_writes(self, writes: Sequence[OnlineWrite]) -> int:
         self._check_open()
         to_apply, next_offsets = split_applied(writes, self._applied, _coordinates_of)
-        for key, stored in _prepared(to_apply):
+        rows, tiles = _prepared(to_apply), _tile_entries(to_apply)
+        for key, stored in rows:
             old = self._rows.get(key)
             if old is None or _wins(stored, old):
                 self._rows[key] = stored
+        self._tiles.update(tiles)
         self._applied = next_offsets
         return len(to_apply)
+
+    def read_tiles(self, workspace: str, feature_view: str, entity_key: EntityKey, lower: float | None,
+                   upper: float) -> tuple[TileState, ...]:
+        self._check_open()
+        start, prefix = range_bounds(workspace, feature_view, entity_key, lower)
+        items = ((k, self._tiles[k]) for k in sorted(self._tiles) if k >= start)
+        return collect(items, prefix, len(entity_key), upper)
 
     def read(self, workspace: str, lookups: Sequence[Lookup]) -> list[StoredRow | None]:
         self._check_open()
@@ -294,10 +200,13 @@ class LmdbOnlineStore(ClosableStore):
             to_apply, next_offsets = split_applied(writes, applied, _coordinates_of)
             if not to_apply:
                 return 0
-            for key, stored in _prepared(to_apply):
+            rows, tiles = _prepared(to_apply), _tile_entries(to_apply)  # all checked before any write
+            for key, stored in rows:
                 old = txn.get(key, db=self._rows_db)
                 if old is None or _wins(stored, _unpack_stored(key, old)):
                     txn.put(key, _pack_stored(stored), db=self._rows_db)
+            for key, packed in tiles:
+                txn.put(key, packed, db=self._rows_db)
             txn.put(APPLIED_OFFSETS_KEY, encode_applied(next_offsets), db=self._meta_db)
         return len(to_apply)
 
@@ -309,6 +218,16 @@ class LmdbOnlineStore(ClosableStore):
             raws = [txn.get(key) if len(key) <= MAX_KEY_BYTES else None for key in keys]
         return [None if raw is None else _unpack_stored(key, raw)
                 for key, raw in zip(keys, raws, strict=True)]
+
+    def read_tiles(self, workspace: str, feature_view: str, entity_key: EntityKey, lower: float | None,
+                   upper: float) -> tuple[TileState, ...]:
+        self._check_open()
+        start, prefix = range_bounds(workspace, feature_view, entity_key, lower)
+        with lmdb_errors(self._what), self._env.begin(db=self._rows_db) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(start):
+                return ()
+            return collect(cursor.iternext(), prefix, len(entity_key), upper)
 
     def applied_offsets(self) -> dict[tuple[str, int], int]:
         self._check_open()

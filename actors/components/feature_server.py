@@ -19,19 +19,20 @@ from actors.auditing import make_record
 from actors.bus import Bus, TransactionalProducer
 from actors.components.auth import Authenticator
 from actors.components.ingest import IngestPlan, plan_ingest
+from actors.components.tiling import aggregate_values, aggregates_stream, tile_range
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound, publish
 from actors.replies import ReplyRouter
 from events.audit import AuditLogAnswered, AuditRecord, QueryAuditLog
 from events.codec import CODEC, Codec
 from events.control import ApplyRepo, RepoApplied
-from events.data import IngestRecords, Lookup, OnlineRowsRead, ReadOnlineRows, Scalar
+from events.data import IngestRecords, Lookup, OnlineRowsRead, ReadOnlineRows, Scalar, TileState
 from events.envelope import Envelope, Message, new_id, new_message
 from events.errors import DeadlineExceeded, InvalidRequest, NotFound
 from events.flows import Flow
 from events.planes import Component
 from events.registry import Registry, Workspace
-from events.specs import DType, FeatureServiceSpec, RepoSpec
+from events.specs import DType, FeatureServiceSpec, FeatureViewSpec, RepoSpec
 from events.topics import (
     AUDIT_QUERIES,
     AUDIT_REPLIES,
@@ -70,7 +71,7 @@ class FeatureRequest:
 @dataclass(frozen=True, slots=True)
 class ServedFeature:
     name: str
-    value: Scalar
+    value: Scalar | tuple[Any, ...]  # tuples: last_n and the like, and time-window series
     dtype: DType
     status: FeatureStatus
     event_time: datetime | None
@@ -83,9 +84,10 @@ class ServedFeatures:
     service: str
 
 
-def plan_lookups(ws: Workspace, service: FeatureServiceSpec,
-                 join_keys: Mapping[str, Scalar]) -> tuple[Lookup, ...]:
-    """One lookup per feature view of the service; InvalidRequest names a missing join key."""
+def plan_lookups(ws: Workspace, service: FeatureServiceSpec, join_keys: Mapping[str, Scalar],
+                 now: datetime) -> tuple[Lookup, ...]:
+    """One lookup per feature view of the service (with the tiles its windows need, for aggregated views);
+    InvalidRequest names a missing join key."""
     lookups = []
     for view_name in service.feature_views:
         view = ws.feature_views[view_name]
@@ -93,15 +95,20 @@ def plan_lookups(ws: Workspace, service: FeatureServiceSpec,
         missing = [k for k in keys if k not in join_keys]
         if missing:
             raise InvalidRequest(f"join_key_map is missing {missing}, needed by feature view '{view.name}'")
-        lookups.append(Lookup(view.name, tuple(join_keys[k] for k in keys)))
+        tiles = tile_range(view, now) if aggregates_stream(view) else None
+        lookups.append(Lookup(view.name, tuple(join_keys[k] for k in keys), tiles))
     return tuple(lookups)
 
 
 def assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead,
              now: datetime) -> tuple[ServedFeature, ...]:
     features: list[ServedFeature] = []
-    for view_name, stored in zip(service.feature_views, reply.rows, strict=True):
+    tiles = reply.tiles or (None,) * len(reply.rows)
+    for view_name, stored, view_tiles in zip(service.feature_views, reply.rows, tiles, strict=True):
         view = ws.feature_views[view_name]
+        if aggregates_stream(view):
+            features.extend(_aggregated(view, view_tiles or (), now))
+            continue
         expired = view.ttl_s is not None and stored is not None and \
             stored.row.event_time < now - timedelta(seconds=view.ttl_s)
         if expired:
@@ -115,6 +122,18 @@ def assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead,
                 features.append(ServedFeature(name, value, feature.dtype, FeatureStatus.PRESENT,
                                               stored.row.event_time))
     return tuple(features)
+
+
+def _aggregated(view: FeatureViewSpec, tiles: Sequence[TileState], now: datetime) -> list[ServedFeature]:
+    """The aggregates of a view, merged from its tiles for the windows ending now (Tecton reports them
+    PRESENT even when a window is empty: the value of an empty window is a value)."""
+    values = aggregate_values(view, tiles, now)
+    return [ServedFeature(f"{view.name}.{spec.name}", value, _aggregate_dtype(spec.function), FeatureStatus.PRESENT,
+                          None) for spec, value in zip(view.aggregates, values, strict=True)]
+
+
+def _aggregate_dtype(function: str) -> DType:
+    return DType.INT64 if function in ("count", "approx_count_distinct") else DType.FLOAT64
 
 
 class FeatureServer:
@@ -147,7 +166,8 @@ class FeatureServer:
 
     async def get_features(self, request: FeatureRequest) -> ServedFeatures:
         ws, service = await self._resolve(request.workspace, request.feature_service)
-        lookups = plan_lookups(ws, service, request.join_keys)
+        now = datetime.now(UTC)
+        lookups = plan_lookups(ws, service, request.join_keys, now)
         received = new_message(None, type_tag="GetFeaturesRequest", schema_version=1,
                                producer=Component.CUSTOMER_APP, workspace=ws.name,
                                principal=request.principal).envelope
@@ -159,7 +179,7 @@ class FeatureServer:
             read, producer=self.component, workspace=ws.name, caused_by=received)), read.request_id, [f1])
         if not isinstance(reply.body, OnlineRowsRead):
             raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
-        return ServedFeatures(assemble(ws, service, reply.body, datetime.now(UTC)), received, service.name)
+        return ServedFeatures(assemble(ws, service, reply.body, now), received, service.name)
 
     async def _resolve(self, workspace: str, service: str) -> tuple[Workspace, FeatureServiceSpec]:
         """The workspace and service; before calling them unknown, catch up with the control events,

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from actors.components.rift import parse_record, parse_timestamp, project, projects_attributes
+from actors.components.tiling import aggregates_stream
 from events.errors import InvalidRequest, NotFound
 from events.registry import Workspace
 from events.specs import FeatureViewSpec, PushSourceSpec
@@ -49,7 +50,7 @@ def plan_ingest(ws: Workspace, records: Mapping[str, Sequence[Mapping[str, Any]]
     plan = IngestPlan()
     for source_name, items in records.items():
         source = push_source(ws, source_name)
-        views = [v for v in ws.views_of_source(source.name) if projects_attributes(v)]
+        views = [v for v in ws.views_of_source(source.name) if projects_attributes(v) or aggregates_stream(v)]
         for index, item in enumerate(items):
             payload = json.dumps(item, separators=(",", ":")).encode()
             problem = _problem(ws, source, views, payload, now)
@@ -60,7 +61,7 @@ def plan_ingest(ws: Workspace, records: Mapping[str, Sequence[Mapping[str, Any]]
             for view in views:
                 if view.online:
                     plan.online[view.name] = plan.online.get(view.name, 0) + 1
-                if view.offline:
+                if view.offline and projects_attributes(view):  # aggregated views are online-only so far
                     plan.offline[view.name] = plan.offline.get(view.name, 0) + 1
         if source.name in plan.payloads:
             plan.online_writes += sum(1 for view in views if view.online)

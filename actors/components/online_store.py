@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
 from events.codec import CODEC, Codec
-from events.data import OnlineRowsRead, OnlineRowsWritten, ReadOnlineRows, WriteOnlineRows
+from events.data import OnlineRowsRead, OnlineRowsWritten, ReadOnlineRows, WriteOnlineRows, WriteTiles
 from events.envelope import Message
 from events.planes import Component
 from events.topics import ONLINE_CHANGELOG, ONLINE_READS, ONLINE_REPLIES, ONLINE_WRITES, TopicNames
@@ -25,9 +25,10 @@ class OnlineStoreShard:
     def subscriptions(self) -> Sequence[str]:
         return [self._names.name(ONLINE_WRITES), self._names.name(ONLINE_READS)]
 
-    def _changelog(self, write: Message[WriteOnlineRows]) -> Outbound:
+    def _changelog(self, write: Message[WriteOnlineRows | WriteTiles]) -> Outbound:
         """Tells the feature servers a write is applied: read-after-write for ingest, cache refresh later."""
-        body = OnlineRowsWritten(write.body.feature_view, len(write.body.rows), write.envelope.event_id)
+        count = len(write.body.rows) if isinstance(write.body, WriteOnlineRows) else len(write.body.tiles)
+        body = OnlineRowsWritten(write.body.feature_view, count, write.envelope.event_id)
         return Outbound(ONLINE_CHANGELOG, self._codec.message(
             body, producer=self.component, workspace=write.envelope.workspace, caused_by=write.envelope))
 
@@ -35,20 +36,23 @@ class OnlineStoreShard:
         writes = [
             OnlineWrite(i.record.coordinates, i.message.envelope.workspace, i.message.body,
                         i.message.envelope.event_id)
-            for i in batch if i.message is not None and isinstance(i.message.body, WriteOnlineRows)
+            for i in batch if i.message is not None and isinstance(i.message.body, WriteOnlineRows | WriteTiles)
         ]
         # Writes first: a read that arrives in the same batch as a write sees it (read-after-write).
         if writes:
             self._store.apply_writes(writes)
-        outputs: list[Outbound] = [self._changelog(i.message) for i in batch
-                                   if i.message is not None and isinstance(i.message.body, WriteOnlineRows)]
+        outputs: list[Outbound] = [self._changelog(i.message) for i in batch if i.message is not None
+                                   and isinstance(i.message.body, WriteOnlineRows | WriteTiles)]
         for inbound in batch:
             message = inbound.message
             if message is None or not isinstance(message.body, ReadOnlineRows):
                 continue
             request = message.body
-            rows = self._store.read(message.envelope.workspace, request.lookups)
-            reply = OnlineRowsRead(request.request_id, request.reply_to, tuple(rows))
+            workspace = message.envelope.workspace
+            rows = self._store.read(workspace, request.lookups)
+            tiles = tuple(None if lookup.tile_range is None else self._store.read_tiles(
+                workspace, lookup.feature_view, lookup.entity_key, *lookup.tile_range) for lookup in request.lookups)
+            reply = OnlineRowsRead(request.request_id, request.reply_to, tuple(rows), tiles)
             outputs.append(Outbound(ONLINE_REPLIES, self._codec.message(
                 reply, producer=self.component, workspace=message.envelope.workspace,
                 caused_by=message.envelope)))

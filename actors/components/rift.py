@@ -18,6 +18,7 @@ import structlog
 
 from actors.auditing import make_record
 from actors.bus import Record
+from actors.components.tiling import TileBuilder, aggregates_stream
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
@@ -31,6 +32,7 @@ from events.data import (
     SourceRange,
     WriteOfflineRows,
     WriteOnlineRows,
+    WriteTiles,
 )
 from events.envelope import Envelope, Message, new_message
 from events.errors import InvalidRequest
@@ -112,6 +114,24 @@ def project(workspace: Workspace, view: FeatureViewSpec, source: RecordSource,
     )
 
 
+class Materialized:
+    """What one batch writes: rows of attribute views, tile deltas of aggregated views."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], list[FeatureRow]] = defaultdict(list)
+        self.tiles: dict[tuple[str, str], TileBuilder] = {}
+
+    def add(self, found: list[tuple[Workspace, FeatureViewSpec, FeatureRow | None, dict[str, Scalar]]]) -> None:
+        for ws, view, row, fields in found:
+            if row is None:
+                continue
+            key = (ws.name, view.name)
+            if projects_attributes(view):
+                self.rows[key].append(row)
+            elif view.online:  # aggregates are served online; offline training data reads raw rows later
+                self.tiles.setdefault(key, TileBuilder(view)).add(row.entity_key, row.event_time, fields)
+
+
 class RiftWorker:
     component = Component.RIFT
 
@@ -143,21 +163,17 @@ class RiftWorker:
         source_range = SourceRange(topic, partition, records[0].offset, records[-1].offset)
         consumed = self._consumed_envelope(topic)
         decision.consumed_audits.append(_audit_consumed(records, consumed))
-        readers = self._sources_on(topic)
-        rows: dict[tuple[str, str], list[FeatureRow]] = defaultdict(list)
+        batch = Materialized()
         for record in records:
             try:
-                for ws, src in readers:
-                    fields = parse_record(src, record.value)
-                    for view in ws.views_of_source(src.name):
-                        if projects_attributes(view):
-                            rows[(ws.name, view.name)].append(project(ws, view, src, fields))
+                # Every projection of a record first, so a bad record adds nothing anywhere.
+                found = [(ws, view, *self._projected(ws, src, view, parse_record(src, record.value)))
+                         for ws, src in self._sources_on(topic) for view in ws.views_of_source(src.name)]
             except InvalidRequest as exc:
                 decision.outputs.append(self._dead_letter(record, exc.message, consumed))
-        for (ws_name, view_name), view_rows in rows.items():
-            ws = self._follower.registry.workspaces[ws_name]
-            decision.outputs.extend(self._writes(ws, ws.feature_views[view_name], tuple(view_rows),
-                                                 source_range, consumed))
+                continue
+            batch.add(found)
+        decision.outputs.extend(self._flush(batch, source_range, consumed))
 
     def _handle_ingest(self, message: Message[IngestRecords], record: Record, decision: Decision) -> None:
         """Records of a push source, already audited by the gateway (F5) and checked there."""
@@ -166,20 +182,35 @@ class RiftWorker:
         if ws is None or source is None:
             self._log_unknown_push(message)
             return
-        rows: dict[str, list[FeatureRow]] = defaultdict(list)
-        views = [v for v in ws.views_of_source(source.name) if projects_attributes(v)]
+        batch = Materialized()
         for payload in message.body.records:
             try:
                 fields = parse_record(source, payload)
-                projected = [(view.name, project(ws, view, source, fields)) for view in views]
+                found = [(ws, view, *self._projected(ws, source, view, fields))
+                         for view in ws.views_of_source(source.name)]
             except InvalidRequest:
                 continue  # the gateway reported it to the caller as a record error
-            for view_name, row in projected:
-                rows[view_name].append(row)
+            batch.add(found)
         pushed = SourceRange(record.topic, record.partition, record.offset, record.offset)  # lineage
-        for view_name, view_rows in rows.items():
-            decision.outputs.extend(self._writes(ws, ws.feature_views[view_name], tuple(view_rows), pushed,
-                                                 message.envelope))
+        decision.outputs.extend(self._flush(batch, pushed, message.envelope))
+
+    @staticmethod
+    def _projected(ws: Workspace, source: RecordSource, view: FeatureViewSpec,
+                   fields: dict[str, Scalar]) -> tuple[FeatureRow | None, dict[str, Scalar]]:
+        """The view's row of a record (None for views this worker does not materialize) and its fields."""
+        if projects_attributes(view) or aggregates_stream(view):
+            return project(ws, view, source, fields), fields
+        return None, fields
+
+    def _flush(self, batch: Materialized, source: SourceRange, consumed: Envelope) -> list[Outbound]:
+        outputs: list[Outbound] = []
+        for (ws_name, view_name), rows in batch.rows.items():
+            ws = self._follower.registry.workspaces[ws_name]
+            outputs.extend(self._writes(ws, ws.feature_views[view_name], tuple(rows), source, consumed))
+        for (ws_name, view_name), builder in batch.tiles.items():
+            body = WriteTiles(view_name, builder.deltas(), source)
+            outputs.append(Outbound(ONLINE_WRITES, self._message(body, ws_name, consumed)))
+        return outputs
 
     def _log_unknown_push(self, message: Message[IngestRecords]) -> None:
         structlog.get_logger().warning("ingest_for_unknown_push_source", workspace=message.envelope.workspace,

@@ -17,14 +17,24 @@ pytestmark = pytest.mark.integration
 
 PUSH_REPO = '''
 from datetime import timedelta
-from sdk import Attribute, Entity, FeatureService, Field, PushSource, StreamFeatureView
+from sdk import Aggregate, Attribute, Entity, FeatureService, Field, PushSource, StreamFeatureView, TimeWindow
 
 user = Entity(name="user", join_keys=["user_id"])
 clicks = PushSource(name="clicks", timestamp_field="ts",
-                    schema=[Field("user_id", "string"), Field("ts", "timestamp"), Field("page", "string")])
+                    schema=[Field("user_id", "string"), Field("ts", "timestamp"), Field("page", "string"),
+                            Field("dwell", "float64")])
 last_click = StreamFeatureView(name="last_click", source=clicks, entities=[user],
                                features=[Attribute("page", "string", name="last_page")], ttl=timedelta(days=1))
 site = FeatureService(name="site", features=[last_click])
+activity = StreamFeatureView(name="activity", source=clicks, entities=[user], features=[
+    Aggregate("page", "count", TimeWindow(timedelta(hours=1))),
+    Aggregate("page", "last_distinct_n", TimeWindow(timedelta(hours=2)), params={"n": 2}),
+    Aggregate("dwell", "mean", TimeWindow(timedelta(hours=1))),
+])
+activity_10m = StreamFeatureView(name="activity_10m", source=clicks, entities=[user],
+                                 aggregation_interval=timedelta(minutes=10),
+                                 features=[Aggregate("dwell", "sum", TimeWindow(timedelta(hours=1)))])
+engagement = FeatureService(name="engagement", features=[activity, activity_10m])
 '''
 
 
@@ -64,8 +74,10 @@ async def test_ingest_is_read_after_write(deployment: Deployment, workspace: str
     ]}}
     status, answer = await _ingest(url, admin_key, body)
     assert status == 200, answer
-    assert answer["ingestMetrics"]["featureViewIngestMetrics"] == [
-        {"featureViewName": "last_click", "onlineRecordIngestCount": 3, "offlineRecordIngestCount": 3}]
+    metrics = {m["featureViewName"]: m for m in answer["ingestMetrics"]["featureViewIngestMetrics"]}
+    assert metrics["last_click"] == {"featureViewName": "last_click", "onlineRecordIngestCount": 3,
+                                     "offlineRecordIngestCount": 3}
+    assert metrics["activity"]["offlineRecordIngestCount"] == 0  # aggregates are served online only, so far
     # no polling: the ingest returned only once the online store had applied the rows
     assert await _page(url, workspace, "alice", admin_key) == "/cart"
     assert await _page(url, workspace, "bob", admin_key) == "/help"
@@ -78,7 +90,7 @@ async def test_dry_run_checks_and_counts_but_writes_nothing(deployment: Deployme
         {"record": {"user_id": "carol", "ts": _now(), "page": "/dry"}}]}}
     status, answer = await _ingest(url, admin_key, body)
     assert status == 200, answer
-    assert answer["ingestMetrics"]["featureViewIngestMetrics"][0]["onlineRecordIngestCount"] == 1
+    assert {m["onlineRecordIngestCount"] for m in answer["ingestMetrics"]["featureViewIngestMetrics"]} == {1}
     assert await _page(url, workspace, "carol", admin_key) is None
 
 
@@ -140,3 +152,30 @@ async def test_ingest_needs_the_editor_role_and_is_audited_with_the_principal(
     assert f5
     assert {r["principal"] for r in f5} == {"admin"}
 
+
+
+async def test_aggregates_are_computed_from_tiles_at_request_time(deployment: Deployment, workspace: str,
+                                                                   admin_key: str) -> None:
+    url = deployment.gateway_url
+    clicks = [("/old", 100.0, timedelta(hours=3)), ("/a", 1.0, timedelta(minutes=40)),
+              ("/b", 2.0, timedelta(minutes=30)), ("/a", 3.0, timedelta(minutes=20))]
+    body = {"workspace_name": workspace, "records": {"clicks": [
+        {"record": {"user_id": "frank", "ts": _now(ago), "page": page, "dwell": dwell}}
+        for page, dwell, ago in clicks]}}
+    status, answer = await _ingest(url, admin_key, body)
+    assert status == 200, answer
+    assert {m["featureViewName"] for m in answer["ingestMetrics"]["featureViewIngestMetrics"]} == {
+        "last_click", "activity", "activity_10m"}
+    async with aiohttp.ClientSession() as http:
+        status, got = await get_features(http, url, workspace, "engagement", {"user_id": "frank"}, admin_key)
+        assert status == 200, got
+        values = dict(zip([f["name"] for f in got["metadata"]["features"]], got["result"]["features"], strict=True))
+        assert values == {
+            "activity.page_count_1h_continuous": 3,  # the 3-hour-old click is outside the hour
+            "activity.page_last_distinct_n_2_2h_continuous": ["/b", "/a"],  # oldest to newest, by last use
+            "activity.dwell_mean_1h_continuous": 2.0,
+            "activity_10m.dwell_sum_1h_10m": 6.0,  # the hour ending at the last 10-minute boundary
+        }
+        status, nobody = await get_features(http, url, workspace, "engagement", {"user_id": "nobody"}, admin_key)
+    assert status == 200
+    assert nobody["result"]["features"] == [0, None, None, None]  # empty windows: count 0, others null
