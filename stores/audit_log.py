@@ -22,14 +22,13 @@ import msgpack
 from events.audit import ChainLink, chain, first_broken_link
 from events.data import Coordinates
 from events.errors import StoreError
-from stores.lmdb_env import lmdb_errors, open_store_env
+from stores.lmdb_env import applying, lmdb_errors, open_store_env
 from stores.offsets import (
     APPLIED_OFFSETS_KEY,
     UNPACK_ERRORS,
     AppliedOffsets,
     ClosableStore,
     decode_applied,
-    encode_applied,
     split_applied,
 )
 
@@ -154,21 +153,17 @@ class LmdbAuditStore(ClosableStore):
 
     def append(self, records: Sequence[AuditItem]) -> int:
         self._check_open()
-        if self._readonly:
-            raise StoreError(f"{self._what} is open read-only")
-        with lmdb_errors(self._what), self._env.begin(write=True) as txn:
-            # Offsets and the chain's tail are read inside the write transaction, which LMDB serialises.
-            applied = decode_applied(txn.get(APPLIED_OFFSETS_KEY, db=self._meta_db))
-            to_apply, next_offsets = split_applied(records, applied, _coordinates_of)
+        with applying(self._env, self._meta_db, records, _coordinates_of, readonly=self._readonly,
+                      what=self._what) as (txn, to_apply):
             if not to_apply:
                 return 0
+            # The chain's tail is read inside the write transaction too, which LMDB serialises.
             cursor = txn.cursor(db=self._links_db)
             prev = _unpack_link(cursor.key(), cursor.value(), strict=True) if cursor.last() else None
             for record in _records(to_apply):
                 prev = chain(prev, record)
                 # append=True: LMDB's fast path for keys past the last one; it refuses any other key.
                 txn.put(_seq_key(prev.seq), _pack_link(prev), append=True, db=self._links_db)
-            txn.put(APPLIED_OFFSETS_KEY, encode_applied(next_offsets), db=self._meta_db)
         return len(to_apply)
 
     def links(self, start: int = 0) -> Iterator[ChainLink]:

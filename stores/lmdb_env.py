@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import lmdb
 
+from events.data import Coordinates
 from events.errors import StoreError
-from stores.offsets import FORMAT_VERSION_KEY, check_format_version, decode_version, encode_version
+from stores.offsets import (
+    APPLIED_OFFSETS_KEY,
+    FORMAT_VERSION_KEY,
+    check_format_version,
+    decode_applied,
+    decode_version,
+    encode_applied,
+    encode_version,
+    split_applied,
+)
+
+T = TypeVar("T")
 
 
 def open_lmdb_env(path: Path, *, map_size: int, readonly: bool, what: str) -> lmdb.Environment:
@@ -21,6 +34,25 @@ def open_lmdb_env(path: Path, *, map_size: int, readonly: bool, what: str) -> lm
         # Among the causes: LMDB refuses to open one environment twice in a process, because its locks
         # belong to the process; a reader in the writer's process must use the writer's store.
         raise StoreError(f"cannot open {what}: {exc}") from exc
+
+
+@contextmanager
+def applying(env: lmdb.Environment, meta_db: lmdb._Database, items: Sequence[T],
+             coordinates_of: Callable[[T], Coordinates], *, readonly: bool,
+             what: str) -> Iterator[tuple[Any, list[T]]]:
+    """A write transaction for the items not applied yet; their offsets are stored in it when it ends.
+
+    The applied offsets are read inside the transaction, which LMDB serialises, so two writers can never
+    both apply the same message.
+    """
+    if readonly:
+        raise StoreError(f"{what} is open read-only")
+    with lmdb_errors(what), env.begin(write=True) as txn:
+        applied = decode_applied(txn.get(APPLIED_OFFSETS_KEY, db=meta_db))
+        to_apply, next_offsets = split_applied(items, applied, coordinates_of)
+        yield txn, to_apply
+        if to_apply:
+            txn.put(APPLIED_OFFSETS_KEY, encode_applied(next_offsets), db=meta_db)
 
 
 def open_store_env(path: Path, names: Sequence[bytes], *, data_db: bytes, map_size: int, readonly: bool,

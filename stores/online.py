@@ -18,14 +18,13 @@ import msgpack
 
 from events.data import Coordinates, EntityKey, FeatureRow, Lookup, StoredRow, TileState, WriteOnlineRows, WriteTiles
 from events.errors import StoreError
-from stores.lmdb_env import lmdb_errors, open_store_env
+from stores.lmdb_env import applying, lmdb_errors, open_store_env
 from stores.offsets import (
     APPLIED_OFFSETS_KEY,
     UNPACK_ERRORS,
     AppliedOffsets,
     ClosableStore,
     decode_applied,
-    encode_applied,
     split_applied,
 )
 from stores.online_keys import _INT_MAX, _INT_MIN, MAX_KEY_BYTES, decode_key, encode_key
@@ -192,12 +191,8 @@ class LmdbOnlineStore(ClosableStore):
 
     def apply_writes(self, writes: Sequence[OnlineWrite]) -> int:
         self._check_open()
-        if self._readonly:
-            raise StoreError(f"{self._what} is open read-only")
-        with lmdb_errors(self._what), self._env.begin(write=True) as txn:
-            # Offsets are read inside the write transaction: another writer may have moved them.
-            applied = decode_applied(txn.get(APPLIED_OFFSETS_KEY, db=self._meta_db))
-            to_apply, next_offsets = split_applied(writes, applied, _coordinates_of)
+        with applying(self._env, self._meta_db, writes, _coordinates_of, readonly=self._readonly,
+                      what=self._what) as (txn, to_apply):
             if not to_apply:
                 return 0
             rows, tiles = _prepared(to_apply), _tile_entries(to_apply)  # all checked before any write
@@ -207,7 +202,6 @@ class LmdbOnlineStore(ClosableStore):
                     txn.put(key, _pack_stored(stored), db=self._rows_db)
             for key, packed in tiles:
                 txn.put(key, packed, db=self._rows_db)
-            txn.put(APPLIED_OFFSETS_KEY, encode_applied(next_offsets), db=self._meta_db)
         return len(to_apply)
 
     def read(self, workspace: str, lookups: Sequence[Lookup]) -> list[StoredRow | None]:
