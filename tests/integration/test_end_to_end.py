@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import polars as pl
 import pytest
 
 from deploy.client import Connection
@@ -31,6 +33,8 @@ from events.topics import (
     ONLINE_REPLIES,
     ONLINE_WRITES,
 )
+from sdk.offline import OfflineFeatures
+from sdk.repo import load_repo
 from stores.audit_log import LmdbAuditStore
 from stores.offline import ParquetOfflineStore
 from tests.integration.helpers import apply, eventually, get_features, produce_plain, read_topic, write_repo
@@ -91,6 +95,17 @@ async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audite
         frame = await eventually(offline_rows, 30, "all valid events in the offline store")
         got = sorted(zip(frame["user_id"].to_list(), frame["last_amount"].to_list(), strict=True))
         assert got == sorted((e["user_id"], e["amount"]) for e in EVENTS)
+
+        # online and offline agree: what get-features serves now is what a point-in-time read gives now
+        users = ["u1", "u2", "nobody"]
+        online = [(await get_features(http, url, WS, "fraud", {"user_id": u}, admin_key))[1]["result"]["features"]
+                  for u in users]
+        repo = load_repo(tmp_path / "repo")
+        with OfflineFeatures.open(offline_dir, repo, WS) as offline:
+            now = datetime.now(UTC)
+            table = offline.get_features_for_events(pl.DataFrame({"user_id": users, "ts": [now] * 3}), "fraud", "ts")
+        offline_values = [[row["user_last__last_amount"], row["user_last__merchant"]] for row in table.to_dicts()]
+        assert online == offline_values
 
     # malformed records went to the dead-letter topic with the reason; processing went on
     dead = [CODEC.decode(r.value).body for r in await read_topic(kafka_bootstrap, names.name(DEAD_LETTER))]
