@@ -22,7 +22,19 @@ import polars as pl
 from events.errors import InvalidRequest, UnknownFeatureView
 from events.registry import OBJECT_KINDS, Workspace
 from events.specs import FeatureViewKind, RepoSpec
-from sdk.offline_join import RESERVED, ROW, TS, ViewPlan, join_view, keys_comparable, utc_micros, view_rows
+from sdk.offline_join import (
+    RESERVED,
+    ROW,
+    TS,
+    VALID_FROM,
+    VALID_TO,
+    ViewPlan,
+    join_view,
+    keys_comparable,
+    utc_micros,
+    view_rows,
+    with_validity,
+)
 from stores.offline import EVENT_TIME, WRITTEN_BY, OfflineStore, ParquetOfflineStore
 
 __all__ = ["OfflineFeatures", "UnknownFeatureView", "workspace_of"]
@@ -89,18 +101,20 @@ class OfflineFeatures:
         include_lineage: bool = False,
     ) -> pl.DataFrame:
         """Every stored row of the view with `start <= event_time < end` (naive datetimes are UTC), in
-        event-time order: its join keys, `event_time`, its features and, with `include_lineage`, the
-        `_written_by` event id. `entities` (a frame with the view's join keys) keeps only their rows.
+        event-time order: its join keys, `event_time`, its features, `_valid_from` / `_valid_to` (the
+        row holds from its event time until the entity's next row or the view's ttl, whichever comes
+        first; null: still valid) and, with `include_lineage`, the `_written_by` event id. `entities` (a
+        frame with the view's join keys) keeps only their rows.
         """
         plan = self._plan(feature_view, "the request")
         first, stop = _instant(start, "start"), _instant(end, "end")
         if stop < first:
             raise InvalidRequest(f"end {stop.isoformat()} is before start {first.isoformat()}")
-        rows = view_rows(self._store.scan(self._workspace.name, plan.name), plan)
+        rows = with_validity(view_rows(self._store.scan(self._workspace.name, plan.name), plan), plan)
         rows = rows.filter(pl.col(EVENT_TIME) >= first, pl.col(EVENT_TIME) < stop)
         if entities is not None:
             rows = _of_entities(rows, _collected(entities, "entities"), plan)
-        columns = [*plan.join_keys, EVENT_TIME, *(f.name for f in plan.features)]
+        columns = [*plan.join_keys, EVENT_TIME, *(f.name for f in plan.features), VALID_FROM, VALID_TO]
         if include_lineage:
             columns.append(WRITTEN_BY)
         return rows.select(columns).sort(EVENT_TIME, maintain_order=True).collect()

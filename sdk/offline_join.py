@@ -129,3 +129,18 @@ def _visible(span: tuple[datetime, datetime], ttl: timedelta | None) -> pl.Expr:
         with contextlib.suppress(OverflowError):  # a TTL reaching before year 1 bounds nothing
             visible &= pl.col(EVENT_TIME) >= earliest - ttl
     return visible
+
+
+VALID_FROM, VALID_TO = "_valid_from", "_valid_to"
+_WRITE_ORDER = "__write_order"
+
+
+def with_validity(rows: pl.LazyFrame, view: ViewPlan) -> pl.LazyFrame:
+    """Each row's validity: from its event time to the entity's next row (computed before any range
+    filter, so a next row after the range still ends it), cut short by the ttl."""
+    # Rows keep their order; "next" is by event time, then by write order (the later write wins a tie).
+    indexed = rows.with_row_index(_WRITE_ORDER)
+    until = pl.col(EVENT_TIME).shift(-1).over(view.join_keys, order_by=[EVENT_TIME, _WRITE_ORDER])
+    if view.ttl is not None:
+        until = pl.min_horizontal(until, pl.col(EVENT_TIME) + view.ttl)
+    return indexed.with_columns(pl.col(EVENT_TIME).alias(VALID_FROM), until.alias(VALID_TO)).drop(_WRITE_ORDER)

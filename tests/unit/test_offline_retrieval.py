@@ -318,8 +318,12 @@ def test_range_reads_start_inclusive_end_exclusive_in_time_order(writer: Writer,
     writer.append("users", at("u2", T0 + timedelta(minutes=1), amount=3, city="c"), at("u1", T0 + TTL, amount=4))
     writer.append("users", at("u1", T0, amount=2, city="b"), at("u1", T0 - US, amount=1, city="a"))
     result = offline.get_features_in_range("users", T0, T0 + TTL)
-    assert result.columns == ["user_id", "event_time", "amount", "city"]
-    assert result.rows() == [("u1", T0, 2, "b"), ("u2", T0 + timedelta(minutes=1), 3, "c")]
+    assert result.columns == ["user_id", "event_time", "amount", "city", "_valid_from", "_valid_to"]
+    assert result.drop("_valid_from", "_valid_to").rows() == [("u1", T0, 2, "b"),
+                                                              ("u2", T0 + timedelta(minutes=1), 3, "c")]
+    # u1's row holds until u1's next row; u2 has no next row, so its ttl (1 h) ends it
+    assert result.select("_valid_from", "_valid_to").rows() == [
+        (T0, T0 + TTL), (T0 + timedelta(minutes=1), T0 + timedelta(minutes=1) + TTL)]
     assert offline.get_features_in_range("users", T0, T0).height == 0
     everything = offline.get_features_in_range("users", T0 - US, T0 + TTL + US)
     assert everything["amount"].to_list() == [1, 2, 3, 4]
@@ -330,7 +334,7 @@ def test_range_reads_filter_entities_and_add_lineage_on_request(writer: Writer, 
     entities = pl.DataFrame({"merchant_id": pl.Series([7, 7, 1000], dtype=pl.Int16()), "user_id": ["u1"] * 3})
     result = offline.get_features_in_range("pairs", T0.replace(tzinfo=None), T0 + US, entities,
                                            include_lineage=True)
-    assert result.rows() == [("u1", 7, T0, 1, "event-0")]
+    assert result.drop("_valid_from", "_valid_to").rows() == [("u1", 7, T0, 1, "event-0")]
     assert result.schema["merchant_id"] == pl.Int64()
 
 
@@ -338,7 +342,8 @@ def test_range_reads_of_a_view_never_written_are_empty_but_typed(offline: Offlin
     result = offline.get_features_in_range("never_written", T0, T0 + TTL)
     assert result.height == 0
     assert result.schema == pl.Schema({"user_id": pl.Null(), "event_time": pl.Datetime("us", "UTC"),
-                                       "flag": pl.Boolean()})
+                                       "flag": pl.Boolean(), "_valid_from": pl.Datetime("us", "UTC"),
+                                       "_valid_to": pl.Datetime("us", "UTC")})
 
 
 @pytest.mark.parametrize(("call", "error", "words"), [

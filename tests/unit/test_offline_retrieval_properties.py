@@ -105,7 +105,16 @@ def test_features_in_range_match_the_reference(commits: list[list[Message]], sta
         with store, offline:
             entities = None if wanted is None else events(user_id=wanted)
             result = offline.get_features_in_range("users", start, end, entities)
-    kept = [r for r in written(commits, "users") if start <= r[2] < end and (wanted is None or r[1] in wanted)]
+    rows = written(commits, "users")
+    kept = [(i, r) for i, r in enumerate(rows) if start <= r[2] < end and (wanted is None or r[1] in wanted)]
     # Time order; rows of equal times in write order (sorted() is stable).
-    expected = [(key, when, value) for _, key, when, value in sorted(kept, key=lambda r: r[2])]
+    expected = [(key, when, value, when, valid_until(rows, i)) for i, (_, key, when, value)
+                in sorted(kept, key=lambda item: item[1][2])]
     assert result.rows() == expected
+
+
+def valid_until(rows: Sequence[Row], index: int) -> datetime | None:
+    """The reference: the next row of the same key by (event time, write order) ends a row's validity."""
+    _, key, when, _ = rows[index]
+    later = [r[2] for i, r in enumerate(rows) if r[1] == key and (r[2], i) > (when, index)]
+    return min(later) if later else None
