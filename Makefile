@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FP := $(VENV)/bin/featureplane
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install kafka-jars lint test unit integration demo down status clean
+.PHONY: install kafka-jars lint test unit integration demo down status clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "featureplane needs Python 3.11+"'
@@ -49,3 +49,7 @@ status: $(STAMP)
 
 clean: down
 	rm -rf .state
+
+# Benchmarks on this machine (medians of repeated runs); results in bench/results/latest.{json,md}.
+bench: install kafka-jars
+	$(PY) -m bench.run
