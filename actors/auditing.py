@@ -42,7 +42,8 @@ def rows_in(body: Any) -> int:
         value = getattr(body, attr, None)
         if isinstance(value, tuple):
             return len(value)
-    return 0
+    count = getattr(body, "row_count", None)  # a changelog entry says how many rows its write applied
+    return count if isinstance(count, int) else 0
 
 
 # Bodies that carry feature values or raw records: never into the control plane (DESIGN's invariant).

@@ -30,3 +30,12 @@ def test_undeclared_routes_are_denied() -> None:
     assert outbound_flow(Component.RIFT, ONLINE_WRITES) is Flow.F7
     with pytest.raises(FlowDenied, match=r"control\.events"):
         outbound_flow(Component.RIFT, CONTROL_EVENTS)
+
+
+def test_audit_row_counts_follow_the_body() -> None:
+    from actors.auditing import rows_in
+    from events.data import Lookup, OnlineRowsWritten, ReadOnlineRows
+
+    assert rows_in(ReadOnlineRows("r", (Lookup("v", ("a",)), Lookup("v", ("b",))), "fs")) == 2
+    assert rows_in(OnlineRowsWritten("v", 7, "w")) == 7
+    assert rows_in(object()) == 0
