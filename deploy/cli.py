@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import sys
+import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,7 @@ def _workspace(args: argparse.Namespace) -> str:
     return selected or "prod"
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None) -> dict[str, Any]:
+def _call(args: argparse.Namespace, method: str, path: str, body: Mapping[str, object] | None = None) -> dict[str, Any]:
     conn = _connection(args)
     data = None if body is None else json.dumps(body).encode()
     status, answer = client.http_call(method, f"{conn.gateway_url}{path}", api_key=_api_key(args), data=data,
@@ -190,6 +192,36 @@ def cmd_audit_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_query(args: argparse.Namespace) -> int:
+    """The newest matching audit records, one JSON object per line."""
+    params = {"limit": str(args.limit)}
+    for name in ("flow", "principal", "workspace", "feature_view", "correlation_id", "since", "until"):
+        if getattr(args, name):
+            params[name] = getattr(args, name)
+    answer = _call(args, "GET", "/api/v1/audit/flows?" + urllib.parse.urlencode(params))
+    for record in answer["records"]:
+        print(json.dumps(record))
+    print(f"{len(answer['records'])} matching record(s) of {answer['total']}", file=sys.stderr)
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """Where each served value of a feature service came from, for one entity."""
+    keys: dict[str, object] = {}
+    for item in args.key:
+        name, _, raw = item.partition("=")
+        if not name or not raw:
+            raise InvalidRequest(f"--key takes name=value, got {item!r}")
+        try:
+            keys[name] = json.loads(raw)  # 123 is a number, "123" or u1 a string
+        except ValueError:
+            keys[name] = raw
+    body = {"params": {"workspace_name": _workspace(args), "feature_service_name": args.service,
+                       "join_key_map": keys}}
+    print(json.dumps(_call(args, "POST", "/api/v1/lineage", body)["lineage"], indent=2))
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Walk the audit log's hash chain in its store (read-only, beside the running writer)."""
     conn = _connection(args)
@@ -315,6 +347,22 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(func=cmd_audit_summary)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 at the first broken link").set_defaults(
         func=cmd_audit_verify)
+    query = audit_sub.add_parser("query", help="audit records by flow, principal, workspace, view, correlation, time")
+    query.add_argument("--flow", help="F1 .. F9")
+    query.add_argument("--principal")
+    query.add_argument("--workspace")
+    query.add_argument("--feature-view", dest="feature_view")
+    query.add_argument("--correlation-id", dest="correlation_id")
+    query.add_argument("--since", help="ISO-8601 time (UTC when no zone)")
+    query.add_argument("--until", help="ISO-8601 time (UTC when no zone)")
+    query.add_argument("--limit", type=int, default=100)
+    query.set_defaults(func=cmd_audit_query)
+
+    lineage = sub.add_parser("lineage", help="where the values a feature service serves came from")
+    lineage.add_argument("--service", required=True)
+    lineage.add_argument("--key", action="append", required=True, help="join key, name=value (repeat)")
+    lineage.add_argument("--workspace", help="default: the selected workspace, else prod")
+    lineage.set_defaults(func=cmd_lineage)
     return parser
 
 

@@ -90,11 +90,29 @@ def first_broken_link(links: Iterable[ChainLink]) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class QueryAuditLog:
-    """Feature server → audit log (F9): the most recent records, newest first."""
+    """Feature server → audit log (F9): the most recent matching records, newest first. Empty filters
+    match everything; `subject` is the feature view, source or service a record is about."""
 
     request_id: str
     reply_to: str
     limit: int
+    flow: str = ""
+    principal: str = ""
+    workspace: str = ""
+    subject: str = ""
+    correlation_id: str = ""
+    causation_id: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, record: AuditRecord) -> bool:
+        exact = (("flow", self.flow), ("principal", self.principal), ("workspace", self.workspace),
+                 ("subject", self.subject), ("correlation_id", self.correlation_id),
+                 ("causation_id", self.causation_id))
+        if any(wanted and str(getattr(record, name)) != wanted for name, wanted in exact):
+            return False
+        return (self.since is None or record.occurred_at >= self.since) and \
+            (self.until is None or record.occurred_at < self.until)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -15,6 +15,7 @@ from aiohttp import web
 from actors.components.feature_server import FeatureServer
 from events.access import Action
 from events.errors import FeatureplaneError, InvalidRequest
+from events.flows import Flow
 from gateway import admin, ingest
 from gateway.auth import SERVER_KEY, caller
 from gateway.errors import error_response, response_for
@@ -83,9 +84,43 @@ async def audit_flows(request: web.Request) -> web.Response:
     raw = request.query.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_AUDIT_LIMIT:
         raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}, got {raw!r}")
-    answer = await request.app[SERVER_KEY].recent_audit(int(raw), principal.principal_id)
+    answer = await request.app[SERVER_KEY].recent_audit(int(raw), principal.principal_id,
+                                                        **audit_filters(request.query))
     document = {"total": answer.total, "records": [dataclasses.asdict(r) for r in answer.records]}
     return web.Response(text=_dumps(document), content_type="application/json")
+
+
+_FILTERS = {"flow": "flow", "principal": "principal", "workspace": "workspace", "feature_view": "subject",
+            "subject": "subject", "correlation_id": "correlation_id", "causation_id": "causation_id"}
+
+
+def audit_filters(query: Mapping[str, str]) -> dict[str, Any]:
+    """The audit query's filters from URL parameters; InvalidRequest names a bad one."""
+    filters: dict[str, Any] = {_FILTERS[name]: value for name, value in query.items() if name in _FILTERS}
+    if filters.get("flow") and filters["flow"] not in {f.value for f in Flow}:
+        raise InvalidRequest(f"flow must be one of F1..F9, got {filters['flow']!r}")
+    for bound in ("since", "until"):
+        if bound in query:
+            try:
+                moment = datetime.fromisoformat(query[bound])
+            except ValueError:
+                raise InvalidRequest(f"{bound} must be an ISO-8601 time, got {query[bound]!r}") from None
+            filters[bound] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    unknown = set(query) - set(_FILTERS) - {"since", "until", "limit"}
+    if unknown:
+        raise InvalidRequest(f"unknown audit filter(s) {sorted(unknown)}")
+    return filters
+
+
+async def lineage(request: web.Request) -> web.Response:
+    """POST /api/v1/lineage with get-features' params: where each served value came from."""
+    principal = await caller(request)
+    feature_request, _ = parse_get_features(await request.read(), principal.principal_id)
+    server = request.app[SERVER_KEY]
+    server.auth.require(principal, Action.READ_METADATA, feature_request.workspace)
+    chains = await server.lineage(feature_request.workspace, feature_request.feature_service,
+                                  feature_request.join_keys, principal.principal_id)
+    return web.Response(text=_dumps({"lineage": chains}), content_type="application/json")
 
 
 def create_app(server: FeatureServer) -> web.Application:
@@ -95,5 +130,6 @@ def create_app(server: FeatureServer) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/audit/flows", audit_flows)
     app.router.add_post("/ingest", ingest.ingest)
+    app.router.add_post("/api/v1/lineage", lineage)
     admin.add_routes(app)
     return app

@@ -46,6 +46,7 @@ from events.topics import (
 
 REGISTRY_SYNC_TIMEOUT_S = 5.0
 INGEST_TIMEOUT_S = 10.0
+MAX_LINEAGE_SOURCES = 100
 COMMAND_TIMEOUT_S = 30.0
 
 
@@ -263,13 +264,48 @@ class FeatureServer:
         async with self._producer_or_fail().transaction() as txn:
             await publish(txn, self._codec, self._names, self.component, [], [f4])
 
-    async def recent_audit(self, limit: int, principal: str) -> AuditLogAnswered:
-        query = QueryAuditLog(new_id(), self.replica_id, limit)
+    async def recent_audit(self, limit: int, principal: str, **filters: Any) -> AuditLogAnswered:
+        """The newest audit records matching `filters` (see QueryAuditLog), up to `limit`."""
+        query = QueryAuditLog(new_id(), self.replica_id, limit, **filters)
         message = self._codec.message(query, producer=self.component, workspace="", principal=principal)
         reply = await self._ask(Outbound(AUDIT_QUERIES, message), query.request_id, [])
         if not isinstance(reply.body, AuditLogAnswered):
             raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
         return reply.body
+
+    async def lineage(self, workspace: str, service: str, join_keys: Mapping[str, Scalar],
+                      principal: str) -> list[dict[str, Any]]:
+        """Where each feature view's served value came from: the online write that produced it and the
+        source records (topic, partition, offsets) that fed that write, read from the audit log."""
+        ws, spec = await self._resolve(workspace, service)
+        now = datetime.now(UTC)
+        read = ReadOnlineRows(new_id(), plan_lookups(ws, spec, join_keys, now), self.replica_id)
+        reply = await self._ask(Outbound(ONLINE_READS, self._codec.message(
+            read, producer=self.component, workspace=ws.name, principal=principal)), read.request_id, [])
+        chains = []
+        for lookup, stored in zip(read.lookups, reply.body.rows, strict=True):
+            chain: dict[str, Any] = {"feature_view": lookup.feature_view, "entity_key": list(lookup.entity_key)}
+            if stored is not None:
+                chain["event_time"] = stored.row.event_time.isoformat()
+                chain.update(await self._trace(stored.written_by, principal))
+            chains.append(chain)
+        return chains
+
+    async def _trace(self, write_id: str, principal: str) -> dict[str, Any]:
+        writes = (await self.recent_audit(1, principal, flow="F7", causation_id=write_id)).records
+        if not writes:
+            return {"online_write": {"event_id": write_id}, "sources": []}
+        write = writes[0]
+        sources = (await self.recent_audit(MAX_LINEAGE_SOURCES, principal, flow="F5",
+                                           correlation_id=write.correlation_id)).records
+        return {
+            "online_write": {"event_id": write_id, "topic": write.topic, "partition": write.partition,
+                             "offset": write.first_offset, "at": write.occurred_at.isoformat()},
+            "correlation_id": write.correlation_id,
+            "sources": [{"topic": s.topic, "partition": s.partition, "first_offset": s.first_offset,
+                         "last_offset": s.last_offset, "records": s.message_count, "from": s.from_component.value,
+                         "principal": s.principal} for s in sources],
+        }
 
     async def _ask(self, outbound: Outbound, request_id: str,
                    extra_audits: list[AuditRecord]) -> Message[Any]:

@@ -142,6 +142,14 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
         assert summary.returncode == 0, summary.stderr
         assert "F5" in summary.stdout
         assert "F7" in summary.stdout
+        traced = _run(state_dir, "lineage", "--service", "fraud_detection", "--key", "user_id=u1",
+                      "--workspace", "prod")
+        assert traced.returncode == 0, traced.stderr
+        (chain,) = json.loads(traced.stdout)
+        assert chain["sources"][0]["topic"] == "transactions"
+        queried = _run(state_dir, "audit", "query", "--flow", "F5", "--limit", "5")
+        assert queried.returncode == 0, queried.stderr
+        assert {json.loads(line)["flow"] for line in queried.stdout.splitlines()} == {"F5"}
         verify = _run(state_dir, "audit", "verify")
         assert verify.returncode == 0, verify.stderr
         assert "audit chain intact" in verify.stdout

@@ -37,7 +37,15 @@ from sdk.offline import OfflineFeatures
 from sdk.repo import load_repo
 from stores.audit_log import LmdbAuditStore
 from stores.offline import ParquetOfflineStore
-from tests.integration.helpers import apply, eventually, get_features, produce_plain, read_topic, write_repo
+from tests.integration.helpers import (
+    apply,
+    auth,
+    eventually,
+    get_features,
+    produce_plain,
+    read_topic,
+    write_repo,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +122,33 @@ async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audite
     assert any("expected float64" in d.reason for d in dead)
 
     await _assert_every_flow_audited_exactly_once(deployment, kafka_bootstrap, topic, len(payloads))
+    await _assert_lineage_names_the_source_offsets(deployment, topic, admin_key, payloads)
+
+
+async def _assert_lineage_names_the_source_offsets(deployment: Deployment, topic: str, admin_key: str,
+                                                   payloads: list[bytes]) -> None:
+    """u1's served value came from its latest event: lineage must name that event's exact offset."""
+    latest_u1 = max((json.loads(p)["ts"], offset) for offset, p in enumerate(payloads)
+                    if p.startswith(b"{\"") and json.loads(p).get("user_id") == "u1")[1]
+    body = {"params": {"workspace_name": WS, "feature_service_name": "fraud", "join_key_map": {"user_id": "u1"}}}
+    url = deployment.gateway_url
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/v1/lineage", json=body, headers=auth(admin_key)) as resp:
+            assert resp.status == 200, await resp.text()
+            (chain,) = (await resp.json())["lineage"]
+        assert chain["feature_view"] == "user_last"
+        assert chain["online_write"]["topic"] == deployment.settings.topics.name(ONLINE_WRITES)
+        (source,) = [s for s in chain["sources"] if s["topic"] == topic]
+        assert source["first_offset"] <= latest_u1 <= source["last_offset"]
+        assert source["from"] == "customer_app"
+        params = {"flow": "F5", "correlation_id": chain["correlation_id"], "limit": "10"}
+        async with http.get(f"{url}/api/v1/audit/flows", params=params, headers=auth(admin_key)) as resp:
+            records = (await resp.json())["records"]
+        assert records
+        assert {r["flow"] for r in records} == {"F5"}
+        assert {r["correlation_id"] for r in records} == {chain["correlation_id"]}
+        async with http.get(f"{url}/api/v1/audit/flows", params={"flow": "F10"}, headers=auth(admin_key)) as resp:
+            assert resp.status == 400
 
 
 async def _assert_every_flow_audited_exactly_once(deployment: Deployment, bootstrap: str, source_topic: str,
