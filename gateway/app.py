@@ -19,7 +19,15 @@ from events.flows import Flow
 from gateway import admin, ingest
 from gateway.auth import SERVER_KEY, caller
 from gateway.errors import error_response, response_for
-from gateway.tecton import parse_get_features, render_get_features
+from gateway.tecton import (
+    json_document,
+    parse_get_features,
+    parse_get_features_batch,
+    render_get_features,
+    render_get_features_batch,
+    render_metadata,
+    snake_or_camel,
+)
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_AUDIT_LIMIT = 10_000
@@ -123,10 +131,39 @@ async def lineage(request: web.Request) -> web.Response:
     return web.Response(text=_dumps({"lineage": chains}), content_type="application/json")
 
 
+async def get_features_batch(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    principal = await caller(request)
+    payload = await request.read()
+    feature_request, key_maps, options = parse_get_features_batch(payload, principal.principal_id)
+    server.auth.require(principal, Action.READ_FEATURES, feature_request.workspace)
+    served = await server.get_features_batch(feature_request, key_maps)
+    body = _dumps(render_get_features_batch(served, options)).encode()
+    await server.audit_response(served, body)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def feature_service_metadata(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    principal = await caller(request)
+    document = json_document(await request.read())
+    params = document.get("params") if isinstance(document, dict) else None
+    if not isinstance(params, dict):
+        raise InvalidRequest("the request body must be an object with a 'params' object")
+    workspace, service = snake_or_camel(params, "workspace_name"), snake_or_camel(params, "feature_service_name")
+    if not isinstance(workspace, str) or not isinstance(service, str):
+        raise InvalidRequest("params.workspace_name and params.feature_service_name are required")
+    server.auth.require(principal, Action.READ_METADATA, workspace)
+    ws = server.follower.registry.workspace(workspace)
+    return web.json_response(render_metadata(ws, ws.service(service)))
+
+
 def create_app(server: FeatureServer) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY_BYTES)
     app[SERVER_KEY] = server
     app.router.add_post("/api/v1/feature-service/get-features", get_features)
+    app.router.add_post("/api/v1/feature-service/get-features-batch", get_features_batch)
+    app.router.add_post("/api/v1/feature-service/metadata", feature_service_metadata)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/audit/flows", audit_flows)
     app.router.add_post("/ingest", ingest.ingest)

@@ -6,8 +6,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from actors.components.feature_server import FeatureRequest, ServedFeatures
+from actors.components.feature_server import FeatureRequest, ServedBatch, ServedFeatures
 from events.errors import InvalidRequest
+from events.registry import Workspace
+from events.specs import FeatureServiceSpec
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -88,3 +90,80 @@ def render_get_features(served: ServedFeatures, options: MetadataOptions) -> dic
             entry["effectiveTime"] = feature.event_time.isoformat().replace("+00:00", "Z")
         metadata.append(entry)
     return {"result": {"features": [f.value for f in served.features]}, "metadata": {"features": metadata}}
+
+
+MAX_BATCH_KEYS = 1000
+
+
+def parse_get_features_batch(payload: bytes, principal: str,
+                             ) -> tuple[FeatureRequest, list[dict[str, Any]], MetadataOptions]:
+    """Tecton's get-features-batch: `params.request_data` is a list of {"join_key_map", "request_context_map"}."""
+    document = json_document(payload)
+    params = document.get("params") if isinstance(document, dict) else None
+    if not isinstance(params, dict):
+        raise InvalidRequest("the request body must be an object with a 'params' object")
+    items = snake_or_camel(params, "request_data")
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("params.request_data must be a non-empty list of {\"join_key_map\": {...}}")
+    if len(items) > MAX_BATCH_KEYS:
+        raise InvalidRequest(f"params.request_data has {len(items)} entries; at most {MAX_BATCH_KEYS}")
+    key_maps = []
+    for index, item in enumerate(items):
+        keys = _scalar_map(item, "join_key_map") if isinstance(item, dict) else None
+        if not keys:
+            raise InvalidRequest(f"params.request_data[{index}].join_key_map is required")
+        key_maps.append(keys)
+    first = {**params, "join_key_map": key_maps[0]}
+    request, options = parse_get_features(json.dumps({"params": first}).encode(), principal)
+    return FeatureRequest(request.workspace, request.feature_service, key_maps[0], request.request_context,
+                          principal, payload), key_maps, options
+
+
+def json_document(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+
+
+def render_get_features_batch(served: ServedBatch, options: MetadataOptions) -> dict[str, Any]:
+    if not served.rows:
+        return {"result": [], "metadata": {"features": []}}
+    shape = render_get_features(ServedFeatures(served.rows[0], served.request, served.service), options)
+    results = []
+    for row in served.rows:
+        entry: dict[str, Any] = {"features": [f.value for f in row]}
+        if options.include_serving_status:
+            entry["statuses"] = [f.status.value for f in row]
+        results.append(entry)
+    metadata = [{k: v for k, v in f.items() if k in ("name", "dataType")} for f in shape["metadata"]["features"]]
+    return {"result": results, "metadata": {"features": metadata}}
+
+
+def render_metadata(ws: Workspace, service: FeatureServiceSpec) -> dict[str, Any]:
+    """Tecton's feature-service metadata: the join keys and request fields it needs, the features it serves."""
+    join_keys: dict[str, str] = {}
+    context: dict[str, str] = {}
+    values: list[dict[str, Any]] = []
+    for view_name in service.feature_views:
+        view = ws.feature_views[view_name]
+        source = ws.stream_sources.get(view.source) or ws.push_sources.get(view.source) or \
+            ws.batch_sources.get(view.source)
+        for key in ws.join_keys(view) if view.entities else ():
+            found = source.field(key) if source is not None else None
+            join_keys[key] = found.dtype.value if found is not None else "string"
+        for request_field in view.request_schema:
+            context[request_field.name] = request_field.dtype.value
+        values += [{"name": f"{view.name}.{f.name}", "dataType": {"type": f.dtype.value}} for f in view.features]
+        values += [{"name": f"{view.name}.{a.name}", "dataType": {"type": _aggregate_type(a.function)}}
+                   for a in view.aggregates]
+    return {
+        "featureServiceName": service.name,
+        "inputJoinKeys": [{"name": k, "dataType": {"type": t}} for k, t in join_keys.items()],
+        "inputRequestContextKeys": [{"name": k, "dataType": {"type": t}} for k, t in context.items()],
+        "featureValues": values,
+    }
+
+
+def _aggregate_type(function: str) -> str:
+    return "int64" if function in ("count", "approx_count_distinct") else "float64"

@@ -84,6 +84,19 @@ class ServedFeatures:
     request: Envelope  # the get-features request as the platform saw it: lineage starts here
     service: str
 
+    def value_count(self) -> int:
+        return len(self.features)
+
+
+@dataclass(frozen=True, slots=True)
+class ServedBatch:
+    rows: tuple[tuple[ServedFeature, ...], ...]  # one per requested entity, in request order
+    request: Envelope
+    service: str
+
+    def value_count(self) -> int:
+        return sum(len(row) for row in self.rows)
+
 
 def plan_lookups(ws: Workspace, service: FeatureServiceSpec, join_keys: Mapping[str, Scalar],
                  now: datetime) -> tuple[Lookup, ...]:
@@ -166,9 +179,20 @@ class FeatureServer:
             await self._producer.close()
 
     async def get_features(self, request: FeatureRequest) -> ServedFeatures:
+        rows, received, service = await self._serve(request, [request.join_keys])
+        return ServedFeatures(rows[0], received, service)
+
+    async def get_features_batch(self, request: FeatureRequest,
+                                 key_maps: Sequence[Mapping[str, Scalar]]) -> ServedBatch:
+        """Many entities in one read request to the store (Tecton's get-features-batch)."""
+        rows, received, service = await self._serve(request, key_maps)
+        return ServedBatch(tuple(rows), received, service)
+
+    async def _serve(self, request: FeatureRequest, key_maps: Sequence[Mapping[str, Scalar]],
+                     ) -> tuple[list[tuple[ServedFeature, ...]], Envelope, str]:
         ws, service = await self._resolve(request.workspace, request.feature_service)
         now = datetime.now(UTC)
-        lookups = plan_lookups(ws, service, request.join_keys, now)
+        lookups = tuple(lookup for keys in key_maps for lookup in plan_lookups(ws, service, keys, now))
         received = new_message(None, type_tag="GetFeaturesRequest", schema_version=1,
                                producer=Component.CUSTOMER_APP, workspace=ws.name,
                                principal=request.principal).envelope
@@ -180,7 +204,11 @@ class FeatureServer:
             read, producer=self.component, workspace=ws.name, caused_by=received)), read.request_id, [f1])
         if not isinstance(reply.body, OnlineRowsRead):
             raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
-        return ServedFeatures(assemble(ws, service, reply.body, now), received, service.name)
+        width, tiles = len(service.feature_views), reply.body.tiles or (None,) * len(lookups)
+        rows = [assemble(ws, service, OnlineRowsRead(read.request_id, self.replica_id,
+                                                     reply.body.rows[i:i + width], tiles[i:i + width]), now)
+                for i in range(0, len(lookups), width)]
+        return rows, received, service.name
 
     async def _resolve(self, workspace: str, service: str) -> tuple[Workspace, FeatureServiceSpec]:
         """The workspace and service; before calling them unknown, catch up with the control events,
@@ -256,10 +284,10 @@ class FeatureServer:
             raise refused[0]
         return await self.follower.wait_for(done, COMMAND_TIMEOUT_S)
 
-    async def audit_response(self, served: ServedFeatures, payload: bytes) -> None:
+    async def audit_response(self, served: ServedFeatures | ServedBatch, payload: bytes) -> None:
         """Record the F4 flow: the response bytes as they leave for the customer's application."""
         f4 = make_record(Flow.F4, self.component, Component.CUSTOMER_APP, served.request,
-                         subject=served.service, message_count=1, row_count=len(served.features),
+                         subject=served.service, message_count=1, row_count=served.value_count(),
                          byte_count=len(payload), digest=hashlib.sha256(payload).hexdigest())
         async with self._producer_or_fail().transaction() as txn:
             await publish(txn, self._codec, self._names, self.component, [], [f4])

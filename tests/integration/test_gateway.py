@@ -124,3 +124,37 @@ async def test_audit_flows_returns_recent_records_without_feature_values(deploym
 
 def test_repo_file_helper_writes_python(tmp_path: Path) -> None:
     assert (write_repo(tmp_path, "x") / "features.py").read_text().count("StreamSource(") == 1
+
+
+async def test_get_features_batch_serves_many_entities_in_request_order(deployment: Deployment, workspace: str,
+                                                                        admin_key: str) -> None:
+    body = {"params": {"workspace_name": workspace, "feature_service_name": "fraud",
+                       "request_data": [{"join_key_map": {"user_id": u}} for u in ("a", "b", "c")],
+                       "metadata_options": {"include_serving_status": True}}}
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{deployment.gateway_url}/api/v1/feature-service/get-features-batch", json=body,
+            headers=auth(admin_key)) as resp:
+        assert resp.status == 200, await resp.text()
+        answer = await resp.json()
+    assert len(answer["result"]) == 3
+    assert all(r["statuses"] == ["MISSING_DATA", "MISSING_DATA"] for r in answer["result"])
+    assert [f["name"] for f in answer["metadata"]["features"]] == ["user_last.last_amount", "user_last.merchant"]
+    too_many = {"params": {**body["params"], "request_data": [{"join_key_map": {"user_id": "x"}}] * 1001}}
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{deployment.gateway_url}/api/v1/feature-service/get-features-batch", json=too_many,
+            headers=auth(admin_key)) as resp:
+        assert resp.status == 400
+
+
+async def test_feature_service_metadata(deployment: Deployment, workspace: str, admin_key: str) -> None:
+    url = f"{deployment.gateway_url}/api/v1/feature-service/metadata"
+    body = {"params": {"workspace_name": workspace, "feature_service_name": "fraud"}}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json=body, headers=auth(admin_key)) as resp:
+            assert resp.status == 200
+            answer = await resp.json()
+        async with http.post(url, data=b"{nope", headers=auth(admin_key)) as resp:
+            assert resp.status == 400
+    assert answer["inputJoinKeys"] == [{"name": "user_id", "dataType": {"type": "string"}}]
+    assert [v["name"] for v in answer["featureValues"]] == ["user_last.last_amount", "user_last.merchant"]
+    assert answer["featureValues"][0]["dataType"] == {"type": "float64"}

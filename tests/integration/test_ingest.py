@@ -81,6 +81,12 @@ async def test_ingest_is_read_after_write(deployment: Deployment, workspace: str
     # no polling: the ingest returned only once the online store had applied the rows
     assert await _page(url, workspace, "alice", admin_key) == "/cart"
     assert await _page(url, workspace, "bob", admin_key) == "/help"
+    batch = {"params": {"workspace_name": workspace, "feature_service_name": "site",
+                        "request_data": [{"join_key_map": {"user_id": u}} for u in ("bob", "nobody", "alice")]}}
+    async with aiohttp.ClientSession() as http, http.post(f"{url}/api/v1/feature-service/get-features-batch",
+                                                          json=batch, headers=auth(admin_key)) as resp:
+        assert resp.status == 200
+        assert [r["features"] for r in (await resp.json())["result"]] == [["/help"], [None], ["/cart"]]
 
 
 async def test_dry_run_checks_and_counts_but_writes_nothing(deployment: Deployment, workspace: str,
