@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -17,11 +17,14 @@ from events.errors import DeadlineExceeded, DecodeError
 class ReplyRouter:
     """Reads reply topics from their end and resolves the future of each request this replica sent."""
 
-    def __init__(self, bus: Bus, topics: Sequence[str], replica_id: str, codec: Codec = CODEC) -> None:
+    def __init__(self, bus: Bus, topics: Sequence[str], replica_id: str, codec: Codec = CODEC,
+                 on_message: Callable[[Message[Any]], None] | None = None) -> None:
+        """`on_message` sees every message read (the serving cache follows the changelog with it)."""
         self._bus = bus
         self._topics = list(topics)
         self.replica_id = replica_id
         self._codec = codec
+        self._on_message = on_message
         self._pending: dict[str, asyncio.Future[Message[Any]]] = {}
         # correlation id -> (messages still expected, future): e.g. the changelog entries of an ingest
         self._correlated: dict[str, tuple[int, asyncio.Future[None]]] = {}
@@ -91,6 +94,8 @@ class ReplyRouter:
                                     error=str(exc))
                     continue
                 self._count_correlated(message.envelope.correlation_id)
+                if self._on_message is not None:
+                    self._on_message(message)
                 if getattr(message.body, "reply_to", None) != self.replica_id:
                     continue
                 future = self._pending.get(message.body.request_id)

@@ -21,12 +21,17 @@ class Settings:
     # The customer-managed key that encrypts the control plane's metadata at rest (a 0600 file);
     # None: take it from $FEATUREPLANE_METADATA_KEY.
     metadata_key_file: Path | None = None
+    # Serving cache: entries older than this are fetched again (at most 24 h); 0 turns the cache off.
+    serving_cache_max_age_s: float = 60.0
+    serving_cache_entries: int = 100_000
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers or ":" not in self.bootstrap_servers:
             raise ValueError(f"bootstrap_servers must be host:port[,host:port], got {self.bootstrap_servers!r}")
         if not 0 <= self.gateway_port <= 65535:
             raise ValueError(f"gateway_port {self.gateway_port} is not a TCP port")
+        if not 0 <= self.serving_cache_max_age_s <= 24 * 3600:
+            raise ValueError("serving_cache_max_age_s must be between 0 (off) and 86400 (24 h)")
         if self.read_timeout_s <= 0:
             raise ValueError("read_timeout_s must be positive")
         TopicNames(self.topic_prefix)  # validates the prefix

@@ -135,6 +135,8 @@ class OnlineRowsWritten:
     feature_view: str
     row_count: int
     written_by: str
+    # the keys the write changed: serving caches drop exactly these
+    entity_keys: tuple[EntityKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from actors.components.cache import ServingCache
 from actors.components.feature_server import FeatureServer
 from actors.kafka_bus import KafkaBus
 from actors.logs import configure_logging
@@ -26,8 +27,10 @@ class FeatureServerHost:
         """Start serving; returns the gateway's base URL once it accepts requests."""
         log = configure_logging("feature_server", json=settings.log_json)
         self._bus = KafkaBus(settings.bootstrap_servers, client_id=f"feature-server-{replica_id}")
+        cache = ServingCache(settings.serving_cache_max_age_s, settings.serving_cache_entries) \
+            if settings.serving_cache_max_age_s > 0 else None
         self._server = FeatureServer(self._bus, settings.topics, replica_id,
-                                     read_timeout_s=settings.read_timeout_s)
+                                     read_timeout_s=settings.read_timeout_s, cache=cache)
         await self._server.start()
         self._runner = web.AppRunner(create_app(self._server), access_log=None)
         await self._runner.setup()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from actors.auditing import make_record
 from actors.bus import Bus, TransactionalProducer
 from actors.components.auth import Authenticator
+from actors.components.cache import Cached, ServingCache
 from actors.components.ingest import IngestPlan, plan_ingest
 from actors.components.tiling import aggregate_values, aggregates_stream, tile_range
 from actors.follower import RegistryFollower
@@ -26,7 +27,16 @@ from actors.replies import ReplyRouter
 from events.audit import AuditLogAnswered, AuditRecord, QueryAuditLog
 from events.codec import CODEC, Codec
 from events.control import ApplyRepo, RepoApplied
-from events.data import IngestRecords, Lookup, OnlineRowsRead, ReadOnlineRows, Scalar, TileState
+from events.data import (
+    IngestRecords,
+    Lookup,
+    OnlineRowsRead,
+    OnlineRowsWritten,
+    ReadOnlineRows,
+    Scalar,
+    StoredRow,
+    TileState,
+)
 from events.envelope import Envelope, Message, new_id, new_message
 from events.errors import DeadlineExceeded, InvalidRequest, NotFound
 from events.flows import Flow
@@ -57,6 +67,12 @@ class CommandRefused(InvalidRequest):
 class FeatureStatus(StrEnum):
     PRESENT = "PRESENT"
     MISSING_DATA = "MISSING_DATA"
+    CACHED_PRESENT = "CACHED_PRESENT"
+    CACHED_MISSING_DATA = "CACHED_MISSING_DATA"
+
+
+_FROM_CACHE = {FeatureStatus.PRESENT: FeatureStatus.CACHED_PRESENT,
+               FeatureStatus.MISSING_DATA: FeatureStatus.CACHED_MISSING_DATA}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +130,20 @@ def plan_lookups(ws: Workspace, service: FeatureServiceSpec, join_keys: Mapping[
     return tuple(lookups)
 
 
-def assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead,
-             now: datetime) -> tuple[ServedFeature, ...]:
+def assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead, now: datetime,
+             cached: Sequence[bool] = ()) -> tuple[ServedFeature, ...]:
+    """The served features of one entity; `cached` marks the views answered from the serving cache."""
+    served = _assemble(ws, service, reply, now)
+    if not any(cached):
+        return served
+    views = [ws.feature_views[name] for name in service.feature_views]
+    from_cache = [hit for view, hit in zip(views, cached, strict=True) for _ in view.feature_names()]
+    return tuple(replace(f, status=_FROM_CACHE[f.status]) if hit else f
+                 for f, hit in zip(served, from_cache, strict=True))
+
+
+def _assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead,
+              now: datetime) -> tuple[ServedFeature, ...]:
     features: list[ServedFeature] = []
     tiles = reply.tiles or (None,) * len(reply.rows)
     for view_name, stored, view_tiles in zip(service.feature_views, reply.rows, tiles, strict=True):
@@ -154,7 +182,7 @@ class FeatureServer:
     component = Component.FEATURE_SERVER
 
     def __init__(self, bus: Bus, names: TopicNames, replica_id: str, *, read_timeout_s: float,
-                 codec: Codec = CODEC) -> None:
+                 codec: Codec = CODEC, cache: ServingCache | None = None) -> None:
         self._bus = bus
         self._names = names
         self.replica_id = replica_id
@@ -162,8 +190,10 @@ class FeatureServer:
         self._codec = codec
         self.follower = RegistryFollower(bus, names, codec)
         self.auth = Authenticator(self.follower)
+        self._cache = cache
         self._replies = ReplyRouter(bus, [names.name(ONLINE_REPLIES), names.name(AUDIT_REPLIES),
-                                          names.name(ONLINE_CHANGELOG)], replica_id, codec)
+                                          names.name(ONLINE_CHANGELOG)], replica_id, codec,
+                                    on_message=self._follow_changelog)
         self._producer: TransactionalProducer | None = None
 
     async def start(self) -> None:
@@ -193,22 +223,50 @@ class FeatureServer:
         ws, service = await self._resolve(request.workspace, request.feature_service)
         now = datetime.now(UTC)
         lookups = tuple(lookup for keys in key_maps for lookup in plan_lookups(ws, service, keys, now))
+        hits = [self._cache.get(ws.name, lookup) if self._cache else None for lookup in lookups]
         received = new_message(None, type_tag="GetFeaturesRequest", schema_version=1,
                                producer=Component.CUSTOMER_APP, workspace=ws.name,
                                principal=request.principal).envelope
         f1 = make_record(Flow.F1, Component.CUSTOMER_APP, self.component, received, subject=service.name,
                          message_count=1, row_count=len(lookups), byte_count=len(request.payload),
                          digest=hashlib.sha256(request.payload).hexdigest())
-        read = ReadOnlineRows(new_id(), lookups, self.replica_id)
-        reply = await self._ask(Outbound(ONLINE_READS, self._codec.message(
-            read, producer=self.component, workspace=ws.name, caused_by=received)), read.request_id, [f1])
-        if not isinstance(reply.body, OnlineRowsRead):
-            raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
-        width, tiles = len(service.feature_views), reply.body.tiles or (None,) * len(lookups)
-        rows = [assemble(ws, service, OnlineRowsRead(read.request_id, self.replica_id,
-                                                     reply.body.rows[i:i + width], tiles[i:i + width]), now)
+        answers = await self._read_missing(ws.name, lookups, hits, received, f1)
+        width = len(service.feature_views)
+        rows = [assemble(ws, service, OnlineRowsRead("", self.replica_id,
+                                                     tuple(a[0] for a in answers[i:i + width]),
+                                                     tuple(a[1] for a in answers[i:i + width])), now,
+                         [hit is not None for hit in hits[i:i + width]])
                 for i in range(0, len(lookups), width)]
         return rows, received, service.name
+
+    async def _read_missing(self, workspace: str, lookups: tuple[Lookup, ...], hits: Sequence[Cached | None],
+                            received: Envelope, f1: AuditRecord,
+                            ) -> list[tuple[StoredRow | None, tuple[TileState, ...] | None]]:
+        """Each lookup's row and tiles: from the cache where it has them, else in one read from the store
+        (flows F2/F3); the F1 audit record goes out either way."""
+        answers: list[tuple[StoredRow | None, tuple[TileState, ...] | None]] = [
+            (hit.row, hit.tiles) if hit is not None else (None, None) for hit in hits]
+        missing = [i for i, hit in enumerate(hits) if hit is None]
+        if not missing:
+            async with self._producer_or_fail().transaction() as txn:
+                await publish(txn, self._codec, self._names, self.component, [], [f1])
+            return answers
+        asked_at = ServingCache.now()
+        read = ReadOnlineRows(new_id(), tuple(lookups[i] for i in missing), self.replica_id)
+        reply = await self._ask(Outbound(ONLINE_READS, self._codec.message(
+            read, producer=self.component, workspace=workspace, caused_by=received)), read.request_id, [f1])
+        if not isinstance(reply.body, OnlineRowsRead):
+            raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
+        tiles = reply.body.tiles or (None,) * len(missing)
+        for i, row, view_tiles in zip(missing, reply.body.rows, tiles, strict=True):
+            answers[i] = (row, view_tiles)
+            if self._cache is not None:
+                self._cache.put(workspace, lookups[i], row, view_tiles, asked_at)
+        return answers
+
+    def _follow_changelog(self, message: Message[Any]) -> None:
+        if self._cache is not None and isinstance(message.body, OnlineRowsWritten):
+            self._cache.written(message.envelope.workspace, message.body.feature_view, message.body.entity_keys)
 
     async def _resolve(self, workspace: str, service: str) -> tuple[Workspace, FeatureServiceSpec]:
         """The workspace and service; before calling them unknown, catch up with the control events,

@@ -27,8 +27,11 @@ class OnlineStoreShard:
 
     def _changelog(self, write: Message[WriteOnlineRows | WriteTiles]) -> Outbound:
         """Tells the feature servers a write is applied: read-after-write for ingest, cache refresh later."""
-        count = len(write.body.rows) if isinstance(write.body, WriteOnlineRows) else len(write.body.tiles)
-        body = OnlineRowsWritten(write.body.feature_view, count, write.envelope.event_id)
+        if isinstance(write.body, WriteOnlineRows):
+            count, keys = len(write.body.rows), [row.entity_key for row in write.body.rows]
+        else:
+            count, keys = len(write.body.tiles), [tile.entity_key for tile in write.body.tiles]
+        body = OnlineRowsWritten(write.body.feature_view, count, write.envelope.event_id, tuple(dict.fromkeys(keys)))
         return Outbound(ONLINE_CHANGELOG, self._codec.message(
             body, producer=self.component, workspace=write.envelope.workspace, caused_by=write.envelope))
 

@@ -185,3 +185,23 @@ async def test_aggregates_are_computed_from_tiles_at_request_time(deployment: De
         status, nobody = await get_features(http, url, workspace, "engagement", {"user_id": "nobody"}, admin_key)
     assert status == 200
     assert nobody["result"]["features"] == [0, None, None, None]  # empty windows: count 0, others null
+
+
+async def test_the_serving_cache_answers_repeats_and_refreshes_on_write(deployment: Deployment, workspace: str,
+                                                                       admin_key: str) -> None:
+    url = deployment.gateway_url
+
+    async def status_and_page() -> tuple[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            status, body = await get_features(http, url, workspace, "site", {"user_id": "gina"}, admin_key)
+        assert status == 200
+        return body["metadata"]["features"][0]["status"], body["result"]["features"][0]
+
+    record = {"workspace_name": workspace, "records": {"clicks": [{"record": {"user_id": "gina", "ts": _now(),
+                                                                             "page": "/first"}}]}}
+    assert (await _ingest(url, admin_key, record))[0] == 200
+    assert await status_and_page() == ("PRESENT", "/first")
+    assert await status_and_page() == ("CACHED_PRESENT", "/first")
+    record["records"]["clicks"][0]["record"]["page"] = "/second"  # type: ignore[index]
+    assert (await _ingest(url, admin_key, record))[0] == 200
+    assert await status_and_page() == ("PRESENT", "/second")  # the changelog dropped the cached value
