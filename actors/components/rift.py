@@ -114,6 +114,10 @@ def project(workspace: Workspace, view: FeatureViewSpec, source: RecordSource,
     )
 
 
+# One record as one feature view sees it: its workspace, the view, its row, and the record's fields.
+Projection = tuple[Workspace, FeatureViewSpec, FeatureRow, dict[str, Scalar]]
+
+
 class Materialized:
     """What one batch writes: rows of attribute views, tile deltas of aggregated views."""
 
@@ -121,10 +125,8 @@ class Materialized:
         self.rows: dict[tuple[str, str], list[FeatureRow]] = defaultdict(list)
         self.tiles: dict[tuple[str, str], TileBuilder] = {}
 
-    def add(self, found: list[tuple[Workspace, FeatureViewSpec, FeatureRow | None, dict[str, Scalar]]]) -> None:
+    def add(self, found: list[Projection]) -> None:
         for ws, view, row, fields in found:
-            if row is None:
-                continue
             key = (ws.name, view.name)
             if projects_attributes(view):
                 self.rows[key].append(row)
@@ -164,11 +166,12 @@ class RiftWorker:
         consumed = self._consumed_envelope(topic)
         decision.consumed_audits.append(_audit_consumed(records, consumed))
         batch = Materialized()
+        readers = [(ws, src, ws.views_of_source(src.name)) for ws, src in self._sources_on(topic)]
         for record in records:
             try:
                 # Every projection of a record first, so a bad record adds nothing anywhere.
-                found = [(ws, view, *self._projected(ws, src, view, parse_record(src, record.value)))
-                         for ws, src in self._sources_on(topic) for view in ws.views_of_source(src.name)]
+                found = [projection for ws, src, views in readers
+                         for projection in self._projections(ws, src, views, parse_record(src, record.value))]
             except InvalidRequest as exc:
                 decision.outputs.append(self._dead_letter(record, exc.message, consumed))
                 continue
@@ -183,11 +186,10 @@ class RiftWorker:
             self._log_unknown_push(message)
             return
         batch = Materialized()
+        views = ws.views_of_source(source.name)
         for payload in message.body.records:
             try:
-                fields = parse_record(source, payload)
-                found = [(ws, view, *self._projected(ws, source, view, fields))
-                         for view in ws.views_of_source(source.name)]
+                found = self._projections(ws, source, views, parse_record(source, payload))
             except InvalidRequest:
                 continue  # the gateway reported it to the caller as a record error
             batch.add(found)
@@ -195,12 +197,11 @@ class RiftWorker:
         decision.outputs.extend(self._flush(batch, pushed, message.envelope))
 
     @staticmethod
-    def _projected(ws: Workspace, source: RecordSource, view: FeatureViewSpec,
-                   fields: dict[str, Scalar]) -> tuple[FeatureRow | None, dict[str, Scalar]]:
-        """The view's row of a record (None for views this worker does not materialize) and its fields."""
-        if projects_attributes(view) or aggregates_stream(view):
-            return project(ws, view, source, fields), fields
-        return None, fields
+    def _projections(ws: Workspace, source: RecordSource, views: list[FeatureViewSpec],
+                     fields: dict[str, Scalar]) -> list[Projection]:
+        """Each view's row of one parsed record, for the views this worker materializes."""
+        return [(ws, view, project(ws, view, source, fields), fields) for view in views
+                if projects_attributes(view) or aggregates_stream(view)]
 
     def _flush(self, batch: Materialized, source: SourceRange, consumed: Envelope) -> list[Outbound]:
         outputs: list[Outbound] = []
