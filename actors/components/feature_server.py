@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from actors.auditing import make_record
 from actors.bus import Bus, TransactionalProducer
@@ -54,6 +54,7 @@ from events.topics import (
     TopicNames,
 )
 
+T = TypeVar("T")
 REGISTRY_SYNC_TIMEOUT_S = 5.0
 INGEST_TIMEOUT_S = 10.0
 MAX_LINEAGE_SOURCES = 100
@@ -178,6 +179,12 @@ def _aggregate_dtype(function: str) -> DType:
     return DType.INT64 if function in ("count", "approx_count_distinct") else DType.FLOAT64
 
 
+def _live(ws: Workspace, verb: str) -> Workspace:
+    if not ws.live:
+        raise InvalidRequest(f"workspace '{ws.name}' is a development workspace: it does not {verb}")
+    return ws
+
+
 class FeatureServer:
     component = Component.FEATURE_SERVER
 
@@ -269,27 +276,26 @@ class FeatureServer:
             self._cache.written(message.envelope.workspace, message.body.feature_view, message.body.entity_keys)
 
     async def _resolve(self, workspace: str, service: str) -> tuple[Workspace, FeatureServiceSpec]:
-        """The workspace and service; before calling them unknown, catch up with the control events,
+        def find(registry: Registry) -> tuple[Workspace, FeatureServiceSpec]:
+            ws = registry.workspace(workspace)  # both from one registry: the service's views are in ws
+            return ws, ws.service(service)
+
+        ws, spec = await self._catch_up(find)
+        return _live(ws, "serve"), spec
+
+    async def _catch_up(self, find: Callable[[Registry], T]) -> T:
+        """`find` in the registry; before calling something unknown, catch up with the control events,
         so a client that just applied a repository never sees a 404 for it."""
         try:
-            ws = self.follower.registry.workspace(workspace)
-            spec = ws.service(service)
+            return find(self.follower.registry)
         except NotFound:
-            registry = await self.follower.sync(REGISTRY_SYNC_TIMEOUT_S)
-            ws = registry.workspace(workspace)
-            spec = ws.service(service)
-        if not ws.live:
-            raise InvalidRequest(f"workspace '{workspace}' is a development workspace: it does not serve")
-        return ws, spec
+            return find(await self.follower.sync(REGISTRY_SYNC_TIMEOUT_S))
 
     async def ingest(self, workspace: str, records: Mapping[str, Sequence[Mapping[str, Any]]], *,
                      principal: str, payload: bytes, dry_run: bool) -> IngestPlan:
         """Check pushed records and (unless dry_run) send the valid ones to Rift, audited as F5; return
         once the online store has applied them (read-after-write)."""
-        ws = self.follower.registry.workspaces.get(workspace) or \
-            (await self.follower.sync(REGISTRY_SYNC_TIMEOUT_S)).workspace(workspace)
-        if not ws.live:
-            raise InvalidRequest(f"workspace '{workspace}' is a development workspace: it does not ingest")
+        ws = _live(await self._catch_up(lambda r: r.workspace(workspace)), "ingest")
         plan = plan_ingest(ws, records, datetime.now(UTC))
         if dry_run or plan.errors or not plan.payloads:
             return plan  # with any record error nothing is ingested: the caller fixes and resends all
