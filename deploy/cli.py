@@ -60,6 +60,7 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Mapping[str, o
 def cmd_up(args: argparse.Namespace) -> int:
     options = supervisor.UpOptions(
         state_dir=args.state_dir, gateway_host=args.host, gateway_port=args.port, kafka_port=args.kafka_port,
+        kafka_controller_port=args.kafka_controller_port,
         external_bootstrap=args.bootstrap, topic_prefix=args.topic_prefix or "fp", rift_workers=args.rift_workers,
         metadata_key_file=args.metadata_key_file,
     )
@@ -272,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     up.add_argument("--kafka-port", type=int, default=9092)
+    up.add_argument("--kafka-controller-port", type=int, default=0,
+                    help="KRaft controller port (default: kafka port + 1)")
     up.add_argument("--rift-workers", type=int, default=1)
     up.add_argument("--metadata-key-file", type=Path,
                     help="key encrypting the control plane's metadata (default: $FEATUREPLANE_METADATA_KEY, "

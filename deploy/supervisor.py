@@ -32,6 +32,7 @@ class UpOptions:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     kafka_port: int = 9092
+    kafka_controller_port: int = 0  # 0: kafka_port + 1
     external_bootstrap: str | None = None  # use this Kafka instead of starting one (docker compose)
     topic_prefix: str = "fp"
     rift_workers: int = 1
@@ -45,7 +46,7 @@ def _say(text: str) -> None:
 async def run_foreground(options: UpOptions) -> int:
     """Start everything, then wait for SIGTERM/SIGINT and stop everything."""
     state_dir = options.state_dir.resolve()
-    broker_cfg = BrokerConfig(state_dir, port=options.kafka_port)
+    broker_cfg = BrokerConfig(state_dir, port=options.kafka_port, controller_port=options.kafka_controller_port)
     if options.external_bootstrap:
         bootstrap = options.external_bootstrap
     else:

@@ -79,8 +79,9 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 def test_up_apply_ingest_query_down(state_dir: Path) -> None:
-    gateway_port, kafka_port = free_ports(2)
-    up = _run(state_dir, "up", "--port", str(gateway_port), "--kafka-port", str(kafka_port))
+    # The controller port is picked free too: kafka port + 1 may belong to another process.
+    gateway_port, *kafka_ports = free_ports(3)
+    up = _run(state_dir, "up", "--port", str(gateway_port), *_kafka_args(kafka_ports))
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         assert f"http://127.0.0.1:{gateway_port}" in up.stdout
@@ -160,10 +161,14 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
     assert not pid_alive(info.pid)
     assert RunInfo.read(state_dir.resolve()) is None
     assert _run(state_dir, "status").returncode == 1
-    _rotate_and_restart(state_dir, kafka_port)
+    _rotate_and_restart(state_dir, kafka_ports)
 
 
-def _rotate_and_restart(state_dir: Path, kafka_port: int) -> None:
+def _kafka_args(kafka_ports: list[int]) -> list[str]:
+    return ["--kafka-port", str(kafka_ports[0]), "--kafka-controller-port", str(kafka_ports[1])]
+
+
+def _rotate_and_restart(state_dir: Path, kafka_ports: list[int]) -> None:
     """A new metadata key, then up again (same broker, its data kept): the control plane restores its
     snapshot under the new key."""
     old_key = (state_dir / "metadata.key").read_text()
@@ -171,7 +176,7 @@ def _rotate_and_restart(state_dir: Path, kafka_port: int) -> None:
     assert rotated.returncode == 0, rotated.stderr
     assert (state_dir / "metadata.key").read_text() != old_key
     (gateway_port,) = free_ports(1)
-    up = _run(state_dir, "up", "--port", str(gateway_port), "--kafka-port", str(kafka_port))
+    up = _run(state_dir, "up", "--port", str(gateway_port), *_kafka_args(kafka_ports))
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         assert "restored" in (state_dir / "run" / "featureplane.log").read_text()
