@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY pyproject.toml README.md ./
 COPY events ./events
 COPY stores ./stores
+COPY engine ./engine
 COPY actors ./actors
 COPY gateway ./gateway
 COPY scenarios ./scenarios

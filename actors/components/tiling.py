@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from actors.engine import Aggregator, FeatureValue, aggregator_for, epoch_seconds, evaluate, read_span, tile_key
+from engine import Aggregator, FeatureValue, aggregator_for, epoch_seconds, evaluate, read_span, tile_key
 from events.data import EntityKey, Scalar, TileDelta, TileState
 from events.specs import FeatureViewKind, FeatureViewSpec
 

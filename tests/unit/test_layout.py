@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("package", ["events", "stores", "actors", "gateway", "scenarios", "deploy", "sdk"])
+@pytest.mark.parametrize("package", ["events", "stores", "engine", "actors", "gateway", "scenarios", "deploy", "sdk"])
 def test_package_resolves_to_this_repository(package: str) -> None:
     module = importlib.import_module(package)
     assert module.__file__ is not None

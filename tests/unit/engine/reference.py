@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from actors.engine import Value
+from engine import Value
 from events.data import Scalar
 from events.specs import AggregationFunction as F
 

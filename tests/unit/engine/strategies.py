@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from actors.engine import Aggregator, aggregator_for
+from engine import Aggregator, aggregator_for
 from events.data import Scalar
 from events.specs import NUMERIC_FUNCTIONS, AggregateSpec, AggregationFunction, LifetimeWindowSpec
 from tests.unit.engine.reference import Event

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.engine import Aggregator, aggregator_for
+from engine import Aggregator, aggregator_for
 from events.specs import AggregateSpec, LifetimeWindowSpec
 from tests.unit.engine.reference import FLOAT_FUNCTIONS, Event, assert_same, reference
 from tests.unit.engine.strategies import EXACT, F, aggregator, columns, fold, kinds, params_for, spec_for

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ENGINE = Path(__file__).resolve().parents[3] / "actors" / "engine"
+ENGINE = Path(__file__).resolve().parents[3] / "engine"
 ALLOWED = {"events", "msgpack"}
 IO_MODULES = {"asyncio", "socket", "subprocess", "sqlite3", "urllib", "http", "shutil", "tempfile", "io", "os"}
 
@@ -27,8 +27,8 @@ def _imports(path: Path) -> set[str]:
 def test_engine_modules_import_nothing_with_io(path: Path) -> None:
     for name in _imports(path):
         top = name.split(".")[0]
-        if top == "actors":
-            assert name.startswith("actors.engine"), f"{path.name} imports {name}"
+        if top == "engine":
+            assert name.startswith("engine"), f"{path.name} imports {name}"
         else:
             assert top in ALLOWED or (top in sys.stdlib_module_names and top not in IO_MODULES), \
                 f"{path.name} imports {name}"

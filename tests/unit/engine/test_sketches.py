@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.engine.sketches import Buckets, HyperLogLog, Quantiles
+from engine.sketches import Buckets, HyperLogLog, Quantiles
 from events.data import Scalar
 from tests.unit.engine.reference import exact_quantile
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.engine import (
+from engine import (
     Span,
     aggregate,
     aggregate_events,

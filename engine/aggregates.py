@@ -10,9 +10,9 @@ import math
 from collections.abc import Mapping
 from typing import Any, cast
 
-from actors.engine.base import Aggregator, Base, Packed, Seconds, Value, number
-from actors.engine.ordered import Distinct, Ordered
-from actors.engine.sketches import HyperLogLog, Quantiles
+from engine.base import Aggregator, Base, Packed, Seconds, Value, number
+from engine.ordered import Distinct, Ordered
+from engine.sketches import HyperLogLog, Quantiles
 from events.data import Scalar
 from events.specs import AGGREGATION_PARAMS, AggregateSpec, AggregationFunction
 

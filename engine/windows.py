@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias, TypeVar, cast
 
-from actors.engine.aggregates import aggregator_for
-from actors.engine.base import Aggregator, FeatureValue, Seconds
+from engine.aggregates import aggregator_for
+from engine.base import Aggregator, FeatureValue, Seconds
 from events.data import Scalar
 from events.specs import AggregateSpec, LifetimeWindowSpec, TimeWindowSeriesSpec, TimeWindowSpec, WindowSpec
 

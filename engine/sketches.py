@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from actors.engine.base import Base, Packed, Seconds, Value, number
+from engine.base import Base, Packed, Seconds, Value, number
 from events.data import Scalar
 
 _DENSE, _SPARSE = 0, 1

@@ -16,7 +16,7 @@ import heapq
 from bisect import bisect_right
 from typing import Any
 
-from actors.engine.base import Base, Packed, Seconds, Value
+from engine.base import Base, Packed, Seconds, Value
 from events.data import Scalar
 
 Entry = tuple[Seconds, Scalar]

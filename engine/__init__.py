@@ -12,9 +12,9 @@ and finalizes them. Conventions (as Tecton serves them):
   a DDSketch with relative accuracy 1 / precision (see `sketches`).
 """
 
-from actors.engine.aggregates import aggregator_for
-from actors.engine.base import Aggregator, FeatureValue, Packed, Seconds, Value
-from actors.engine.windows import (
+from engine.aggregates import aggregator_for
+from engine.base import Aggregator, FeatureValue, Packed, Seconds, Value
+from engine.windows import (
     Span,
     aggregate,
     aggregate_events,
