@@ -65,6 +65,8 @@ class TileState:
 
     tile: float
     states: tuple[Any, ...]
+    # the online write that stored these states (lineage); set by the store when it reads a delta back
+    written_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,7 +81,8 @@ class OnlineStore(Protocol):
 
 def _tile_entries(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, bytes]]:
     return [entry for w in writes if isinstance(w.write, WriteTiles)
-            for entry in delta_entries(w.workspace, w.write.feature_view, w.coordinates.offset, w.write.tiles)]
+            for entry in delta_entries(w.workspace, w.write.feature_view, w.coordinates.offset, w.write.tiles,
+                                       w.written_by)]
 
 
 def _prepared(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, StoredRow]]:

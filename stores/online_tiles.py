@@ -2,7 +2,9 @@
 
 A delta's key is (workspace, "<view>#tiles", entity key…, tile, offset of its message, index in it): a
 replayed message writes the same keys (and the applied offsets skip it anyway), and the store never has
-to understand aggregate states (merging them is the engine's job, at read time).
+to understand aggregate states (merging them is the engine's job, at read time). Its value is msgpack
+{"s": states, "w": id of the write message} so that a merged value can be traced to the writes that fed
+it; format 1 stored the bare list of states, which still reads (without a writer).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ def tiles_view(feature_view: str) -> str:
     return feature_view + TILES_SUFFIX
 
 
-def delta_entries(workspace: str, feature_view: str, offset: int,
-                  deltas: Iterable[TileDelta]) -> list[tuple[bytes, bytes]]:
+def delta_entries(workspace: str, feature_view: str, offset: int, deltas: Iterable[TileDelta],
+                  written_by: str = "") -> list[tuple[bytes, bytes]]:
     entries = []
     for index, delta in enumerate(deltas):
         if not isinstance(delta.entity_key, tuple):
@@ -33,7 +35,7 @@ def delta_entries(workspace: str, feature_view: str, offset: int,
                          (*delta.entity_key, float(delta.tile.tile), offset, index))
         if len(key) > MAX_KEY_BYTES:
             raise StoreError(f"tile key of {delta.entity_key!r} is {len(key)} bytes, over {MAX_KEY_BYTES}")
-        entries.append((key, msgpack.packb(list(delta.tile.states))))
+        entries.append((key, msgpack.packb({"s": list(delta.tile.states), "w": written_by})))
     return entries
 
 
@@ -55,9 +57,19 @@ def collect(items: Iterator[tuple[bytes, bytes]], prefix: bytes, width: int, upp
         tile = entity_and_tile[width]
         if not isinstance(tile, float) or tile > upper:
             break
-        try:
-            states: Any = msgpack.unpackb(raw, use_list=False)
-        except (ValueError, msgpack.UnpackException) as exc:
-            raise StoreError(f"unreadable tile under {key!r}: {exc}") from exc
-        found.append(TileState(tile, tuple(states)))
+        found.append(_tile_state(key, raw, tile))
     return tuple(found)
+
+
+def _tile_state(key: bytes, raw: bytes, tile: float) -> TileState:
+    try:
+        value: Any = msgpack.unpackb(raw, use_list=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise StoreError(f"unreadable tile under {key!r}: {exc}") from exc
+    if isinstance(value, dict):
+        states, written_by = value.get("s"), value.get("w", "")
+    else:  # format 1: the states alone
+        states, written_by = value, ""
+    if not isinstance(states, tuple) or not isinstance(written_by, str):
+        raise StoreError(f"unreadable tile under {key!r}: not a tile value")
+    return TileState(tile, states, written_by)

@@ -47,3 +47,22 @@ def test_tiles_do_not_show_up_as_rows(store: OnlineStore) -> None:
 
     store.apply_writes([_write(0, (("u1",), 0.0, (1,)))])
     assert store.read("ws", [Lookup("agg", ("u1",))]) == [None]
+
+
+def test_each_delta_remembers_the_write_that_stored_it(store: OnlineStore) -> None:
+    first, second = _write(0, (("u1",), 0.0, (1,))), _write(1, (("u1",), 0.0, (2,)))
+    store.apply_writes([first, OnlineWrite(second.coordinates, second.workspace, second.write, "e2")])
+    assert [(t.states, t.written_by) for t in store.read_tiles("ws", "agg", ("u1",), None, 0.0)] == \
+        [((1,), "e"), ((2,), "e2")]
+
+
+def test_a_format_1_delta_without_its_writer_still_reads() -> None:
+    import msgpack
+
+    from stores.online_tiles import collect, delta_entries, range_bounds
+
+    [(key, _)] = delta_entries("ws", "agg", 0, [TileDelta(("u1",), TileState(0.0, (7,)))])
+    old_value = msgpack.packb([7])  # format 1: the bare list of states
+    _, prefix = range_bounds("ws", "agg", ("u1",), None)
+    [tile] = collect(iter([(key, old_value)]), prefix, 1, 0.0)
+    assert (tile.states, tile.written_by) == ((7,), "")
