@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from actors.components.audit_log import AuditLog
+from actors.components.audit_log import AuditLog, index_terms
 from actors.components.control_plane import ControlPlane
 from actors.components.offline_store import OfflineStoreWriter
 from actors.components.online_store import OnlineStoreShard
@@ -84,7 +84,7 @@ class ComponentHost:
             offline = ParquetOfflineStore(store_dir)
             self._closers.append(offline)
             return OfflineStoreWriter(names, offline)
-        audit = LmdbAuditStore(store_dir)
+        audit = LmdbAuditStore(store_dir, index_terms=index_terms())
         self._closers.append(audit)
         return AuditLog(names, audit)
 

@@ -5,17 +5,22 @@ removing or reordering any stored record breaks the chain from there on, which `
 
 `LmdbAuditStore` keeps links in the `links` sub-database (key: 8-byte big-endian sequence number, so
 LMDB's order is the chain's order; value: msgpack [prev_hash, record, hash]) and the format version and
-applied offsets in `meta`, written in the same transaction as the links. Other processes (the CLI, tests)
-can open it read-only while the writer has it open; LMDB serves them consistent snapshots. A second open
+applied offsets in `meta`, written in the same transaction as the links. A writer given `index_terms`
+also keeps an `index` sub-database (key: term, NUL, sequence number) so that lineage and audit queries
+by correlation or causation id read a handful of links instead of the whole chain; the index is not
+covered by the hash chain (it can always be rebuilt from the links, and is, for links it lacks).
+
+Other processes (the CLI, tests) can open the store read-only while the writer has it open; LMDB serves
+them consistent snapshots. A second open
 inside the writer's own process is refused by LMDB (its locks belong to the process).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import msgpack
 
@@ -38,6 +43,10 @@ DEFAULT_MAP_SIZE = 1 << 30
 _CHUNK = 1024
 
 AuditItem = tuple[Coordinates, bytes]
+# The terms under which a stored record is found again (e.g. "c:<correlation id>"); derived from the
+# encoded record by the caller, since the store never decodes records.
+IndexTerms = Callable[[bytes], Iterable[str]]
+_INDEXED_THROUGH_KEY = b"indexed_through"  # meta: links below this sequence number are indexed
 
 
 class AuditStore(Protocol):
@@ -51,6 +60,14 @@ class AuditStore(Protocol):
 
     def latest(self, limit: int) -> list[ChainLink]:
         """The `limit` most recent links, newest first."""
+        ...
+
+    def newest_first(self) -> Iterator[ChainLink]:
+        """Every link, newest first, read lazily: a consumer that stops early reads little."""
+        ...
+
+    def find(self, term: str, limit: int) -> list[ChainLink]:
+        """The `limit` most recent links indexed under `term`, newest first (needs `index_terms`)."""
         ...
 
     def count(self) -> int: ...
@@ -83,9 +100,11 @@ def _records(items: Sequence[AuditItem]) -> list[bytes]:
 
 
 class InMemoryAuditStore(ClosableStore):
-    def __init__(self) -> None:
+    def __init__(self, *, index_terms: IndexTerms | None = None) -> None:
         self._links: list[ChainLink] = []
         self._applied: AppliedOffsets = {}
+        self._index_terms = index_terms
+        self._index: dict[str, list[int]] = {}
 
     def append(self, records: Sequence[AuditItem]) -> int:
         self._check_open()
@@ -94,6 +113,8 @@ class InMemoryAuditStore(ClosableStore):
         for record in _records(to_apply):
             prev = chain(prev, record)
             self._links.append(prev)
+            for term in self._index_terms(record) if self._index_terms else ():
+                self._index.setdefault(term, []).append(prev.seq)
         self._applied = next_offsets
         return len(to_apply)
 
@@ -104,6 +125,17 @@ class InMemoryAuditStore(ClosableStore):
     def latest(self, limit: int) -> list[ChainLink]:
         self._check_open()
         return list(reversed(self._links[-limit:])) if limit > 0 else []
+
+    def newest_first(self) -> Iterator[ChainLink]:
+        self._check_open()
+        return reversed(list(self._links))
+
+    def find(self, term: str, limit: int) -> list[ChainLink]:
+        self._check_open()
+        if self._index_terms is None:
+            raise StoreError("this audit store keeps no index")
+        seqs = self._index.get(term, [])[-limit:] if limit > 0 else []
+        return [self._links[seq] for seq in reversed(seqs)]
 
     def count(self) -> int:
         self._check_open()
@@ -120,6 +152,12 @@ class InMemoryAuditStore(ClosableStore):
 
 def _seq_key(seq: int) -> bytes:
     return seq.to_bytes(8, "big")
+
+
+def _index_key(term: str, seq: int) -> bytes:
+    if "\0" in term:
+        raise StoreError(f"an index term may not contain NUL: {term!r}")
+    return term.encode() + b"\0" + _seq_key(seq)
 
 
 def _pack_link(link: ChainLink) -> bytes:
@@ -144,12 +182,21 @@ def _unpack_link(key: bytes, raw: bytes, *, strict: bool) -> ChainLink:
 
 
 class LmdbAuditStore(ClosableStore):
-    def __init__(self, path: Path, *, readonly: bool = False, map_size: int = DEFAULT_MAP_SIZE) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, map_size: int = DEFAULT_MAP_SIZE,
+                 index_terms: IndexTerms | None = None) -> None:
         self._readonly = readonly
         self._what = f"audit store {path}"
-        self._env, dbs = open_store_env(path, (b"links", b"meta"), data_db=b"links", map_size=map_size,
+        # Readers never open the index: it may not exist yet in a store an older version wrote.
+        self._index_terms = None if readonly else index_terms
+        names = (b"links", b"meta", b"index") if self._index_terms else (b"links", b"meta")
+        self._env, dbs = open_store_env(path, names, data_db=b"links", map_size=map_size,
                                         readonly=readonly, supported=FORMAT_VERSION, what=self._what)
-        self._links_db, self._meta_db = dbs[b"links"], dbs[b"meta"]
+        self._links_db, self._meta_db, self._index_db = dbs[b"links"], dbs[b"meta"], dbs.get(b"index")
+        try:
+            self._index_missing_links()
+        except BaseException:
+            self._env.close()
+            raise
 
     def append(self, records: Sequence[AuditItem]) -> int:
         self._check_open()
@@ -164,7 +211,72 @@ class LmdbAuditStore(ClosableStore):
                 prev = chain(prev, record)
                 # append=True: LMDB's fast path for keys past the last one; it refuses any other key.
                 txn.put(_seq_key(prev.seq), _pack_link(prev), append=True, db=self._links_db)
+                self._put_terms(txn, prev)
+            if self._index_db is not None and prev is not None:
+                txn.put(_INDEXED_THROUGH_KEY, _seq_key(prev.seq + 1), db=self._meta_db)
         return len(to_apply)
+
+    def _put_terms(self, txn: Any, link: ChainLink) -> None:
+        if self._index_terms is None or self._index_db is None:
+            return
+        for term in self._index_terms(link.record):
+            txn.put(_index_key(term, link.seq), b"", db=self._index_db)
+
+    def _index_missing_links(self) -> None:
+        """Index the links a writer without an index appended (or an older version), in chunks."""
+        if self._index_db is None:
+            return
+        with lmdb_errors(self._what), self._env.begin(db=self._meta_db) as txn:
+            raw = txn.get(_INDEXED_THROUGH_KEY)
+        start = int.from_bytes(raw, "big") if raw else 0
+        pending: list[ChainLink] = []
+        for link in self._links(start, strict=False):
+            pending.append(link)
+            if len(pending) == _CHUNK:
+                self._index_links(pending)
+                pending = []
+        self._index_links(pending)
+
+    def _index_links(self, links: list[ChainLink]) -> None:
+        if not links:
+            return
+        with lmdb_errors(self._what), self._env.begin(write=True) as txn:
+            for link in links:
+                self._put_terms(txn, link)
+            txn.put(_INDEXED_THROUGH_KEY, _seq_key(links[-1].seq + 1), db=self._meta_db)
+
+    def find(self, term: str, limit: int) -> list[ChainLink]:
+        self._check_open()
+        if self._index_db is None:
+            raise StoreError(f"{self._what} is open without its index")
+        prefix = term.encode() + b"\0"
+        with lmdb_errors(self._what), self._env.begin() as txn:
+            cursor = txn.cursor(db=self._index_db)
+            seqs: list[bytes] = []
+            if cursor.set_range(prefix):
+                for key in cursor.iternext(values=False):
+                    if not key.startswith(prefix) or len(key) != len(prefix) + 8:
+                        break
+                    seqs.append(key[len(prefix):])
+            chosen = seqs[-limit:] if limit > 0 else []
+            return [_unpack_link(seq, self._raw_link(txn, seq), strict=True) for seq in reversed(chosen)]
+
+    def _raw_link(self, txn: Any, seq: bytes) -> bytes:
+        raw = txn.get(seq, db=self._links_db)
+        if not isinstance(raw, bytes):
+            raise StoreError(f"{self._what}: the index names link {int.from_bytes(seq, 'big')}, which is missing")
+        return raw
+
+    def newest_first(self) -> Iterator[ChainLink]:
+        self._check_open()
+        with lmdb_errors(self._what), self._env.begin() as txn:
+            cursor = txn.cursor(db=self._links_db)
+            end = int.from_bytes(cursor.key(), "big") + 1 if cursor.last() else 0
+        while end > 0:
+            start = max(0, end - _CHUNK)
+            yield from reversed([_unpack_link(key, raw, strict=True) for key, raw in self._read_chunk(_seq_key(start))
+                                 if int.from_bytes(key, "big") < end])
+            end = start
 
     def links(self, start: int = 0) -> Iterator[ChainLink]:
         self._check_open()

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
 from events.audit import AuditLogAnswered, AuditRecord, ChainLink, QueryAuditLog
 from events.codec import CODEC, Codec
+from events.errors import FeatureplaneError
 from events.planes import Component
 from events.topics import AUDIT, AUDIT_QUERIES, AUDIT_REPLIES, TopicNames
 from stores.audit_log import AuditStore
 
 MAX_QUERY_LIMIT = 10_000
+# Records sharing one correlation id: one request, ingest or batch and what it caused; far fewer than this.
+MAX_INDEXED_CANDIDATES = 100_000
 
 
-def newest_first(links: Iterable[ChainLink]) -> Iterator[ChainLink]:
-    return reversed(list(links))
+def index_terms(codec: Codec = CODEC) -> Callable[[bytes], list[str]]:
+    """The audit store's index terms of an encoded record: its correlation and causation ids, which
+    lineage and audit queries look records up by."""
+    def terms(encoded: bytes) -> list[str]:
+        try:
+            record = codec.decode(encoded).body
+        except FeatureplaneError:
+            return []  # an undecodable record is found by scans (and reported by verify), not by id
+        if not isinstance(record, AuditRecord):
+            return []
+        return [term for term in (_term("c", record.correlation_id), _term("k", record.causation_id)) if term]
+    return terms
+
+
+def _term(kind: str, value: str) -> str:
+    return f"{kind}:{value}" if value and "\0" not in value else ""
 
 
 class AuditLog:
@@ -30,11 +47,19 @@ class AuditLog:
     def subscriptions(self) -> Sequence[str]:
         return [self._names.name(AUDIT), self._names.name(AUDIT_QUERIES)]
 
+    def _candidates(self, query: QueryAuditLog) -> Iterable[ChainLink]:
+        """The links that may match, newest first: by the index when the query names a correlation or
+        causation id, else every link (read lazily, so a small limit reads little)."""
+        term = _term("c", query.correlation_id) or _term("k", query.causation_id)
+        if term:
+            return self._store.find(term, MAX_INDEXED_CANDIDATES)
+        return self._store.newest_first()
+
     def _matching(self, query: QueryAuditLog) -> tuple[AuditRecord, ...]:
-        """The newest records that match, up to the limit (a scan: queries are rare, records are small)."""
+        """The newest records that match, up to the limit."""
         limit = max(0, min(query.limit, MAX_QUERY_LIMIT))
         found: list[AuditRecord] = []
-        for link in newest_first(self._store.links()):
+        for link in self._candidates(query):
             if len(found) >= limit:
                 break
             record = self._codec.decode(link.record).body
