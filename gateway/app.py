@@ -131,6 +131,16 @@ async def lineage(request: web.Request) -> web.Response:
     return web.Response(text=_dumps({"lineage": chains}), content_type="application/json")
 
 
+async def lineage_of_write(request: web.Request) -> web.Response:
+    """GET /api/v1/lineage/writes/{write_id}: one store write (e.g. the `_written_by` of an offline row)
+    traced to its source records; audit-log reading, so account admins only, like the audit routes."""
+    principal = await caller(request)
+    server = request.app[SERVER_KEY]
+    server.auth.require_admin(principal)
+    chain = await server.trace_write(request.match_info["write_id"], principal.principal_id)
+    return web.Response(text=_dumps(chain), content_type="application/json")
+
+
 async def get_features_batch(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     principal = await caller(request)
@@ -168,5 +178,6 @@ def create_app(server: FeatureServer) -> web.Application:
     app.router.add_get("/api/v1/audit/flows", audit_flows)
     app.router.add_post("/ingest", ingest.ingest)
     app.router.add_post("/api/v1/lineage", lineage)
+    app.router.add_get("/api/v1/lineage/writes/{write_id}", lineage_of_write)
     admin.add_routes(app)
     return app

@@ -58,6 +58,17 @@ T = TypeVar("T")
 REGISTRY_SYNC_TIMEOUT_S = 5.0
 INGEST_TIMEOUT_S = 10.0
 MAX_LINEAGE_SOURCES = 100
+# Writes traced for one aggregated value (the newest); the total is reported beside them.
+MAX_LINEAGE_WRITES = 10
+
+
+def newest_writers(tiles: Sequence[TileState]) -> list[str]:
+    """The distinct writes that stored `tiles`, newest tile first (deltas without a writer are skipped)."""
+    seen: dict[str, None] = {}
+    for tile in sorted(tiles, key=lambda t: t.tile, reverse=True):
+        if tile.written_by:
+            seen.setdefault(tile.written_by, None)
+    return list(seen)
 COMMAND_TIMEOUT_S = 30.0
 
 
@@ -374,29 +385,42 @@ class FeatureServer:
         read = ReadOnlineRows(new_id(), plan_lookups(ws, spec, join_keys, now), self.replica_id)
         reply = await self._ask(Outbound(ONLINE_READS, self._codec.message(
             read, producer=self.component, workspace=ws.name, principal=principal)), read.request_id, [])
+        tiles = reply.body.tiles or (None,) * len(read.lookups)
         chains = []
-        for lookup, stored in zip(read.lookups, reply.body.rows, strict=True):
+        for lookup, stored, view_tiles in zip(read.lookups, reply.body.rows, tiles, strict=True):
             chain: dict[str, Any] = {"feature_view": lookup.feature_view, "entity_key": list(lookup.entity_key)}
             if stored is not None:
                 chain["event_time"] = stored.row.event_time.isoformat()
-                chain.update(await self._trace(stored.written_by, principal))
+                chain.update(await self.trace_write(stored.written_by, principal))
+            if view_tiles:
+                chain.update(await self._trace_tiles(view_tiles, principal))
             chains.append(chain)
         return chains
 
-    async def _trace(self, write_id: str, principal: str) -> dict[str, Any]:
+    async def _trace_tiles(self, tiles: Sequence[TileState], principal: str) -> dict[str, Any]:
+        """An aggregated value merges many tile deltas: the writes of the newest ones, each traced to its
+        source records, and how many writes fed the value in all."""
+        writers = newest_writers(tiles)
+        traced = [await self.trace_write(write_id, principal) for write_id in writers[:MAX_LINEAGE_WRITES]]
+        return {"tiles": len({t.tile for t in tiles}), "deltas": len(tiles), "online_writes_total": len(writers),
+                "online_writes": traced}
+
+    async def trace_write(self, write_id: str, principal: str) -> dict[str, Any]:
+        """A store write (online or offline) traced through the audit log: where the written message sits
+        (F7) and the source records that fed the batch it came from (F5, same correlation id)."""
         writes = (await self.recent_audit(1, principal, flow="F7", causation_id=write_id)).records
         if not writes:
-            return {"online_write": {"event_id": write_id}, "sources": []}
+            return {"write": {"event_id": write_id}, "sources": []}
         write = writes[0]
         sources = (await self.recent_audit(MAX_LINEAGE_SOURCES, principal, flow="F5",
                                            correlation_id=write.correlation_id)).records
         return {
-            "online_write": {"event_id": write_id, "topic": write.topic, "partition": write.partition,
+            "write": {"event_id": write_id, "topic": write.topic, "partition": write.partition,
                              "offset": write.first_offset, "at": write.occurred_at.isoformat()},
             "correlation_id": write.correlation_id,
             "sources": [{"topic": s.topic, "partition": s.partition, "first_offset": s.first_offset,
-                         "last_offset": s.last_offset, "records": s.message_count, "from": s.from_component.value,
-                         "principal": s.principal} for s in sources],
+                         "last_offset": s.last_offset, "records": s.message_count, "rows": s.row_count,
+                         "from": s.from_component.value, "principal": s.principal} for s in sources],
         }
 
     async def _ask(self, outbound: Outbound, request_id: str,

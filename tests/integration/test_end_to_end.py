@@ -34,6 +34,7 @@ from events.topics import (
     ONLINE_WRITES,
 )
 from sdk.offline import OfflineFeatures
+from sdk.offline_lineage import offline_row_writer
 from sdk.repo import load_repo
 from stores.audit_log import LmdbAuditStore
 from stores.offline import ParquetOfflineStore
@@ -137,7 +138,7 @@ async def _assert_lineage_names_the_source_offsets(deployment: Deployment, topic
             assert resp.status == 200, await resp.text()
             (chain,) = (await resp.json())["lineage"]
         assert chain["feature_view"] == "user_last"
-        assert chain["online_write"]["topic"] == deployment.settings.topics.name(ONLINE_WRITES)
+        assert chain["write"]["topic"] == deployment.settings.topics.name(ONLINE_WRITES)
         (source,) = [s for s in chain["sources"] if s["topic"] == topic]
         assert source["first_offset"] <= latest_u1 <= source["last_offset"]
         assert source["from"] == "customer_app"
@@ -149,6 +150,17 @@ async def _assert_lineage_names_the_source_offsets(deployment: Deployment, topic
         assert {r["correlation_id"] for r in records} == {chain["correlation_id"]}
         async with http.get(f"{url}/api/v1/audit/flows", params={"flow": "F10"}, headers=auth(admin_key)) as resp:
             assert resp.status == 400
+
+        # offline: the training row of u1 as of now names the offline write, which names the same offset
+        with ParquetOfflineStore(deployment.settings.store_dir("offline_store-0"), readonly=True) as store:
+            row = offline_row_writer(store, WS, "user_last", {"user_id": "u1"}, datetime.now(UTC))
+        assert row is not None
+        async with http.get(f"{url}/api/v1/lineage/writes/{row.written_by}", headers=auth(admin_key)) as resp:
+            assert resp.status == 200, await resp.text()
+            offline_chain = await resp.json()
+        assert offline_chain["write"]["topic"] == deployment.settings.topics.name(OFFLINE_WRITES)
+        (offline_source,) = [s for s in offline_chain["sources"] if s["topic"] == topic]
+        assert offline_source["first_offset"] <= latest_u1 <= offline_source["last_offset"]
 
 
 async def _assert_every_flow_audited_exactly_once(deployment: Deployment, bootstrap: str, source_topic: str,

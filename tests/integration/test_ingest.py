@@ -11,6 +11,7 @@ import pytest
 
 from deploy.client import Connection
 from deploy.cluster import Deployment
+from events.topics import ONLINE_WRITES
 from tests.integration.helpers import apply, auth, get_features
 
 pytestmark = pytest.mark.integration
@@ -183,8 +184,22 @@ async def test_aggregates_are_computed_from_tiles_at_request_time(deployment: De
             "activity_10m.dwell_sum_1h_10m": 6.0,  # the hour ending at the last 10-minute boundary
         }
         status, nobody = await get_features(http, url, workspace, "engagement", {"user_id": "nobody"}, admin_key)
-    assert status == 200
-    assert nobody["result"]["features"] == [0, None, None, None]  # empty windows: count 0, others null
+        assert status == 200
+        assert nobody["result"]["features"] == [0, None, None, None]  # empty windows: count 0, others null
+
+        # lineage of a merged value: the deltas its windows read, and the one ingest that wrote them all
+        lineage = {"params": {"workspace_name": workspace, "feature_service_name": "engagement",
+                              "join_key_map": {"user_id": "frank"}}}
+        async with http.post(f"{url}/api/v1/lineage", json=lineage, headers=auth(admin_key)) as resp:
+            assert resp.status == 200, await resp.text()
+            chains = {c["feature_view"]: c for c in (await resp.json())["lineage"]}
+    activity = chains["activity"]
+    assert activity["deltas"] == 3  # the three clicks inside the widest (2 h) window
+    assert activity["online_writes_total"] == 1
+    (write,) = activity["online_writes"]
+    assert write["write"]["topic"] == deployment.settings.topics.name(ONLINE_WRITES)
+    assert [s["from"] for s in write["sources"]] == ["customer_app"]  # the pushed records, audited as F5
+    assert write["sources"][0]["rows"] == len(clicks)
 
 
 async def test_the_serving_cache_answers_repeats_and_refreshes_on_write(deployment: Deployment, workspace: str,
