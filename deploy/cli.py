@@ -9,13 +9,16 @@ import os
 import sys
 import urllib.parse
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from actors.settings import store_dir
 from deploy import client, supervisor
 from deploy.kafka import pid_alive
+from deploy.lineage import offline_lineage
 from deploy.runinfo import DEFAULT_STATE_DIR, RunInfo
+from events.data import Scalar
 from events.errors import FeatureplaneError, InvalidRequest
 from events.topics import TopicNames
 from stores.metadata import MetadataKey, load_metadata_key, rotate_key, write_key_file
@@ -207,8 +210,9 @@ def cmd_audit_query(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    """Where each served value of a feature service came from, for one entity."""
-    keys: dict[str, object] = {}
+    """Where each served value of a feature service came from, for one entity; with --at, where the
+    training-data value in effect at that time came from (traced from the offline store)."""
+    keys: dict[str, Scalar] = {}
     for item in args.key:
         name, _, raw = item.partition("=")
         if not name or not raw:
@@ -217,10 +221,30 @@ def cmd_lineage(args: argparse.Namespace) -> int:
             keys[name] = json.loads(raw)  # 123 is a number, "123" or u1 a string
         except ValueError:
             keys[name] = raw
-    body = {"params": {"workspace_name": _workspace(args), "feature_service_name": args.service,
-                       "join_key_map": keys}}
-    print(json.dumps(_call(args, "POST", "/api/v1/lineage", body)["lineage"], indent=2))
+    workspace = _workspace(args)
+    if args.at is None:
+        body = {"params": {"workspace_name": workspace, "feature_service_name": args.service,
+                           "join_key_map": keys}}
+        print(json.dumps(_call(args, "POST", "/api/v1/lineage", body)["lineage"], indent=2))
+        return 0
+    conn = _connection(args)
+    ws = asyncio.run(client.workspace_of(conn, workspace, lambda ws: args.service in ws.feature_services,
+                                         f"feature service '{args.service}' is not applied in '{workspace}'"))
+    offline_root = store_dir(args.state_dir.resolve(), conn.topics.prefix, "offline_store-0")
+    def trace(write_id: str) -> dict[str, Any]:
+        return _call(args, "GET", f"/api/v1/lineage/writes/{urllib.parse.quote(write_id)}")
+
+    chains = offline_lineage(ws, args.service, keys, _instant(args.at), offline_root, trace)
+    print(json.dumps(chains, indent=2))
     return 0
+
+
+def _instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"--at must be an ISO-8601 time, got {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -365,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--service", required=True)
     lineage.add_argument("--key", action="append", required=True, help="join key, name=value (repeat)")
     lineage.add_argument("--workspace", help="default: the selected workspace, else prod")
+    lineage.add_argument("--at", help="ISO-8601 time: trace the training-data values in effect then (offline)")
     lineage.set_defaults(func=cmd_lineage)
     return parser
 

@@ -12,7 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from events.codec import CODEC
 from events.envelope import new_id
 from events.errors import DeadlineExceeded, FeatureplaneError, InvalidRequest
 from events.planes import Component
-from events.registry import Registry
+from events.registry import Registry, Workspace
 from events.topics import CONTROL_COMMANDS, TopicNames
 from sdk.repo import load_repo
 from stores.audit_log import LmdbAuditStore
@@ -143,23 +143,32 @@ async def bootstrap_admin(conn: Connection, key_text: str | None, timeout_s: flo
     return key_text
 
 
-async def source_topic(conn: Connection, workspace: str, source: str, timeout_s: float = 15) -> str:
+async def workspace_of(conn: Connection, workspace: str, has: Callable[[Workspace], bool], missing: str,
+                       timeout_s: float = 15) -> Workspace:
+    """The workspace as the control events describe it, once `has` holds for it; InvalidRequest(missing)
+    if it does not within the timeout."""
     bus = KafkaBus(conn.bootstrap_servers, client_id="featureplane-cli")
     follower = RegistryFollower(bus, conn.topics)
 
     def known(registry: Registry) -> bool:
         ws = registry.workspaces.get(workspace)
-        return ws is not None and source in ws.stream_sources
+        return ws is not None and has(ws)
 
     try:
         await follower.start()
         registry = await follower.wait_for(known, timeout_s)
     except DeadlineExceeded:
-        raise InvalidRequest(f"stream source '{source}' is not applied in workspace '{workspace}'") from None
+        raise InvalidRequest(missing) from None
     finally:
         await follower.close()
         await bus.close()
-    return registry.workspaces[workspace].stream_sources[source].topic
+    return registry.workspaces[workspace]
+
+
+async def source_topic(conn: Connection, workspace: str, source: str, timeout_s: float = 15) -> str:
+    ws = await workspace_of(conn, workspace, lambda ws: source in ws.stream_sources,
+                            f"stream source '{source}' is not applied in workspace '{workspace}'", timeout_s)
+    return ws.stream_sources[source].topic
 
 
 def read_json_lines(lines: Iterable[str], origin: str) -> Iterator[bytes]:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,16 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
         assert traced.returncode == 0, traced.stderr
         (chain,) = json.loads(traced.stdout)
         assert chain["sources"][0]["topic"] == "transactions"
+        # as of now, from the offline store: the same events, through the offline write
+        offline = _run(state_dir, "lineage", "--service", "fraud_detection", "--key", "user_id=u1",
+                       "--workspace", "prod", "--at", datetime.now(UTC).isoformat())
+        assert offline.returncode == 0, offline.stderr
+        (offline_chain,) = json.loads(offline.stdout)
+        assert offline_chain["write"]["topic"].endswith("offline.writes")
+        assert offline_chain["sources"][0]["topic"] == "transactions"
+        too_early = _run(state_dir, "lineage", "--service", "fraud_detection", "--key", "user_id=u1",
+                         "--workspace", "prod", "--at", "2000-01-01T00:00:00+00:00")
+        assert "write" not in json.loads(too_early.stdout)[0]  # nothing was in effect yet
         queried = _run(state_dir, "audit", "query", "--flow", "F5", "--limit", "5")
         assert queried.returncode == 0, queried.stderr
         assert {json.loads(line)["flow"] for line in queried.stdout.splitlines()} == {"F5"}
