@@ -51,11 +51,11 @@ def source_frame(source: RecordSource, records: Sequence[Mapping[str, Scalar]]) 
         for name in schema:
             value = record.get(name)
             # parse_record keeps timestamps as ISO text in UTC; the table holds them as datetimes
-            columns[name].append(_instant(name, value) if name in stamps and value is not None else value)
+            columns[name].append(instant(name, value) if name in stamps and value is not None else value)
     return pl.DataFrame(columns, schema=schema)
 
 
-def _instant(name: str, value: Any) -> datetime:
+def instant(name: str, value: Any) -> datetime:
     if isinstance(value, datetime):
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
@@ -89,7 +89,7 @@ def project_row(ws: Workspace, view: FeatureViewSpec, source: RecordSource, row:
         raise TransformFailed(f"timestamp field '{source.timestamp_field}' is missing in the transformed row "
                               f"of feature view '{view.name}'")
     try:
-        event_time = _instant(source.timestamp_field, stamp)
+        event_time = instant(source.timestamp_field, stamp)
     except (InvalidRequest, ValueError, OverflowError, OSError) as exc:
         raise TransformFailed(f"feature view '{view.name}': the transformed timestamp field "
                               f"'{source.timestamp_field}' is not a timestamp: {stamp!r}") from exc
@@ -105,7 +105,7 @@ def _is_scalar(value: Any) -> bool:
 def _scalar(value: Any) -> Scalar:
     """A column value as featureplane keeps it: timestamps as ISO text in UTC, like parsed records."""
     if isinstance(value, datetime):
-        return _instant("", value).isoformat()
+        return instant("", value).isoformat()
     return value  # type: ignore[no-any-return]
 
 
