@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.bus import Record
+from actors.components.ingest import plan_ingest
 from actors.components.rift import RiftWorker, parse_record
 from actors.components.transform import source_frame, transform_batch, transform_each, transform_records
 from actors.follower import RegistryFollower
@@ -25,9 +26,11 @@ from events.registry import Registry, Workspace
 from events.specs import (
     AggregateSpec,
     DType,
+    EntitySpec,
     FeatureServiceSpec,
     FeatureSpec,
     FeatureViewSpec,
+    PushSourceSpec,
     RepoSpec,
     TimeWindowSpec,
 )
@@ -180,3 +183,15 @@ def _sum_of(tiles: WriteTiles) -> float:
     for delta in tiles.tiles:
         state = aggregator.merge(state, aggregator.decode(delta.tile.states[0]))
     return float(aggregator.finalize(state))  # type: ignore[arg-type]
+
+
+def test_the_ingest_api_reports_a_record_the_transformation_fails_on() -> None:
+    push = PushSourceSpec("pushed", "ts", SOURCE.schema)
+    coded = replace(CODED, source="pushed")
+    ws = Workspace("prod", entities={"user": EntitySpec("user", ("user_id",))}, push_sources={"pushed": push},
+                   feature_views={"merchant_code": coded})
+    base = {"user_id": "u1", "ts": datetime.now(UTC).isoformat(), "amount": 1.0}
+    plan = plan_ingest(ws, {"pushed": [{**base, "merchant": "12"}, {**base, "merchant": "shoe"}]}, datetime.now(UTC))
+    assert [(e.index, e.feature_view) for e in plan.errors] == [(1, "merchant_code")]
+    assert "failed" in plan.errors[0].message
+    assert plan.online == {"merchant_code": 1}
