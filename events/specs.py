@@ -264,6 +264,7 @@ class FeatureViewSpec:
     tags: Mapping[str, str] = dataclass_field(default_factory=dict)
     owner: str = ""
     prevent_destroy: bool = False
+    serving_cache_max_age_s: int | None = None  # None: the feature server's default max age
 
     def feature_names(self) -> tuple[str, ...]:
         return (*(f.name for f in self.features), *(a.name for a in self.aggregates))

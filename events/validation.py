@@ -43,6 +43,7 @@ _KINDS: Mapping[type, str] = {
 _FUNCTIONS = frozenset(f.value for f in AggregationFunction)
 _MAX_N = 1000
 _PRECISION = {"approx_count_distinct": (4, 16), "approx_percentile": (20, 500)}
+MAX_CACHE_AGE_S = 24 * 3600  # the data plane keeps nothing longer (DESIGN: the serving cache)
 
 
 class _Named(Protocol):
@@ -200,6 +201,11 @@ def _setting_problems(view: FeatureViewSpec, report: _Report) -> None:
                            ("aggregation_interval", view.aggregation_interval_s)):
         if seconds is not None and seconds <= 0:
             report.add(f"{label} must be positive, got {seconds}s")
+    age = view.serving_cache_max_age_s
+    if age is not None and not 0 < age <= MAX_CACHE_AGE_S:
+        report.add(f"cache_max_age must be more than 0s and at most 24h, got {duration_text(age)}")
+    if age is not None and view.kind is FeatureViewKind.REALTIME:
+        report.add("a realtime feature view is computed per request and never cached: it has no cache_max_age")
     if view.feature_start_time is not None and view.feature_start_time.tzinfo is None:
         report.add("feature_start_time must be timezone-aware (UTC)")
     if view.kind is FeatureViewKind.BATCH and view.batch_schedule_s is None:

@@ -145,9 +145,9 @@ async def get_features_batch(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     principal = await caller(request)
     payload = await request.read()
-    feature_request, key_maps, options = parse_get_features_batch(payload, principal.principal_id)
+    feature_request, key_maps, contexts, options = parse_get_features_batch(payload, principal.principal_id)
     server.auth.require(principal, Action.READ_FEATURES, feature_request.workspace)
-    served = await server.get_features_batch(feature_request, key_maps)
+    served = await server.get_features_batch(feature_request, key_maps, contexts)
     body = _dumps(render_get_features_batch(served, options)).encode()
     await server.audit_response(served, body)
     return web.Response(body=body, content_type="application/json")

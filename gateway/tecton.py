@@ -54,8 +54,10 @@ def parse_get_features(payload: bytes, principal: str) -> tuple[FeatureRequest, 
     params = document.get("params") if isinstance(document, dict) else None
     if not isinstance(params, dict):
         raise InvalidRequest("the request body must be an object with a 'params' object")
-    missing = [f"params.{key}" for key in ("workspace_name", "feature_service_name", "join_key_map")
-               if not snake_or_camel(params, key)]
+    # A service of realtime views over request data alone has no join keys: the context is enough then.
+    required = ("workspace_name", "feature_service_name") if snake_or_camel(params, "request_context_map") \
+        else ("workspace_name", "feature_service_name", "join_key_map")
+    missing = [f"params.{key}" for key in required if not snake_or_camel(params, key)]
     if missing:
         raise InvalidRequest(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
     join_keys = _scalar_map(params, "join_key_map")
@@ -88,6 +90,8 @@ def render_get_features(served: ServedFeatures, options: MetadataOptions) -> dic
             entry["status"] = feature.status.value
         if options.include_effective_times and feature.event_time is not None:
             entry["effectiveTime"] = feature.event_time.isoformat().replace("+00:00", "Z")
+        if feature.error is not None:  # a realtime feature that could not be computed says why, always
+            entry["errorMessage"] = feature.error
         metadata.append(entry)
     return {"result": {"features": [f.value for f in served.features]}, "metadata": {"features": metadata}}
 
@@ -96,8 +100,10 @@ MAX_BATCH_KEYS = 1000
 
 
 def parse_get_features_batch(payload: bytes, principal: str,
-                             ) -> tuple[FeatureRequest, list[dict[str, Any]], MetadataOptions]:
-    """Tecton's get-features-batch: `params.request_data` is a list of {"join_key_map", "request_context_map"}."""
+                             ) -> tuple[FeatureRequest, list[dict[str, Any]], list[dict[str, Any]], MetadataOptions]:
+    """Tecton's get-features-batch: `params.request_data` is a list of {"join_key_map", "request_context_map"};
+    the key maps and request contexts come back in request order (an entry without a context gets
+    `params.request_context_map`)."""
     document = json_document(payload)
     params = document.get("params") if isinstance(document, dict) else None
     if not isinstance(params, dict):
@@ -107,16 +113,22 @@ def parse_get_features_batch(payload: bytes, principal: str,
         raise InvalidRequest("params.request_data must be a non-empty list of {\"join_key_map\": {...}}")
     if len(items) > MAX_BATCH_KEYS:
         raise InvalidRequest(f"params.request_data has {len(items)} entries; at most {MAX_BATCH_KEYS}")
-    key_maps = []
+    shared = _scalar_map(params, "request_context_map")
+    key_maps, contexts = [], []
     for index, item in enumerate(items):
-        keys = _scalar_map(item, "join_key_map") if isinstance(item, dict) else None
-        if not keys:
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"params.request_data[{index}] must be an object")
+        keys = _scalar_map(item, "join_key_map")
+        context = _scalar_map(item, "request_context_map") if snake_or_camel(item, "request_context_map") \
+            is not None else shared
+        if not keys and not context:
             raise InvalidRequest(f"params.request_data[{index}].join_key_map is required")
         key_maps.append(keys)
-    first = {**params, "join_key_map": key_maps[0]}
+        contexts.append(context)
+    first = {**params, "join_key_map": key_maps[0], "request_context_map": contexts[0]}
     request, options = parse_get_features(json.dumps({"params": first}).encode(), principal)
     return FeatureRequest(request.workspace, request.feature_service, key_maps[0], request.request_context,
-                          principal, payload), key_maps, options
+                          principal, payload), key_maps, contexts, options
 
 
 def json_document(payload: bytes) -> Any:
@@ -135,6 +147,8 @@ def render_get_features_batch(served: ServedBatch, options: MetadataOptions) -> 
         entry: dict[str, Any] = {"features": [f.value for f in row]}
         if options.include_serving_status:
             entry["statuses"] = [f.status.value for f in row]
+        if any(f.error is not None for f in row):  # realtime features that could not be computed say why
+            entry["errorMessages"] = [f.error for f in row]
         results.append(entry)
     metadata = [{k: v for k, v in f.items() if k in ("name", "dataType")} for f in shape["metadata"]["features"]]
     return {"result": results, "metadata": {"features": metadata}}
@@ -147,11 +161,13 @@ def render_metadata(ws: Workspace, service: FeatureServiceSpec) -> dict[str, Any
     values: list[dict[str, Any]] = []
     for view_name in service.feature_views:
         view = ws.feature_views[view_name]
-        source = ws.stream_sources.get(view.source) or ws.push_sources.get(view.source) or \
-            ws.batch_sources.get(view.source)
-        for key in ws.join_keys(view) if view.entities else ():
-            found = source.field(key) if source is not None else None
-            join_keys[key] = found.dtype.value if found is not None else "string"
+        # a realtime view needs the join keys of the views it reads
+        for keyed in [view] if view.entities else [ws.feature_views[i] for i in view.inputs if i in ws.feature_views]:
+            source = ws.stream_sources.get(keyed.source) or ws.push_sources.get(keyed.source) or \
+                ws.batch_sources.get(keyed.source)
+            for key in ws.join_keys(keyed):
+                found = source.field(key) if source is not None else None
+                join_keys[key] = found.dtype.value if found is not None else "string"
         for request_field in view.request_schema:
             context[request_field.name] = request_field.dtype.value
         values += [{"name": f"{view.name}.{f.name}", "dataType": {"type": f.dtype.value}} for f in view.features]

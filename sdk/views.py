@@ -54,6 +54,7 @@ class _MaterializedView:
     tags: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
     prevent_destroy: bool = False
+    cache_max_age: timedelta | None = None  # the serving cache's max age for this view (at most 24 h)
 
     def __post_init__(self) -> None:
         owner = check.name_of("feature view", self.name)
@@ -63,7 +64,7 @@ class _MaterializedView:
         check.items(owner, "features", self.features, (Attribute, Aggregate), "Attribute or Aggregate")
         _check_view_flags(owner, self)
         check_type(owner, self.transformation)
-        for label in ("aggregation_interval", "batch_schedule", "ttl"):
+        for label in ("aggregation_interval", "batch_schedule", "ttl", "cache_max_age"):
             check.duration(owner, label, getattr(self, label), optional=True)
         check.instant(owner, "feature_start_time", self.feature_start_time)
 
@@ -90,7 +91,7 @@ class _MaterializedView:
             transformation=compiled.spec if compiled else None, aggregation_interval_s=interval,
             ttl_s=check.seconds(self.ttl), batch_schedule_s=check.seconds(self.batch_schedule),
             feature_start_time=check.utc(self.feature_start_time), tags=dict(self.tags), owner=self.owner,
-            prevent_destroy=self.prevent_destroy,
+            prevent_destroy=self.prevent_destroy, serving_cache_max_age_s=check.seconds(self.cache_max_age),
         )
         if compiled is None:
             return spec, []
@@ -207,11 +208,12 @@ def _served_types(view: FeatureView) -> dict[str, pl.DataType]:
     columns = {f.name: polars_type(f.dtype) for f in schema}
     served = {f.name: polars_type(f.dtype) for f in spec.features}
     for aggregate in spec.aggregates:
-        served[aggregate.name] = _aggregate_type(aggregate, columns.get(aggregate.column, pl.Null()))
+        served[aggregate.name] = aggregate_type(aggregate, columns.get(aggregate.column, pl.Null()))
     return served
 
 
-def _aggregate_type(aggregate: AggregateSpec, column: pl.DataType) -> pl.DataType:
+def aggregate_type(aggregate: AggregateSpec, column: pl.DataType) -> pl.DataType:
+    """The polars type of an aggregate's value, given the type of the column it reads."""
     function = aggregate.function
     value: pl.DataType = column
     if function in _COUNTS:

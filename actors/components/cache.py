@@ -2,8 +2,9 @@
 
 An entry holds what the online store answered for one lookup. It is dropped when the store's changelog
 says that key was written (the next read fetches it again), when it is older than the max age, or when
-the cache is full (least recently used first). An answer that a write overtook while the read was in
-flight is not cached: it might already be stale.
+the cache is full (least recently used first). The max age is the feature view's own
+(`serving_cache_max_age_s`, at most 24 h) where it has one, else the cache's default. An answer that a
+write overtook while the read was in flight is not cached: it might already be stale.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Cached:
     tiles: tuple[TileState, ...] | None
     tile_range: tuple[float | None, float] | None
     stored_at: float
+    max_age_s: float = MAX_AGE_LIMIT_S
 
 
 def _covers(have: tuple[float | None, float] | None, need: tuple[float | None, float] | None) -> bool:
@@ -55,7 +57,7 @@ class ServingCache:
     def get(self, workspace: str, lookup: Lookup) -> Cached | None:
         key = (workspace, lookup.feature_view, lookup.entity_key)
         entry = self._entries.get(key)
-        if entry is None or self.now() - entry.stored_at > self._max_age or \
+        if entry is None or self.now() - entry.stored_at > entry.max_age_s or \
                 not _covers(entry.tile_range, lookup.tile_range):
             self.misses += 1
             return None
@@ -64,12 +66,14 @@ class ServingCache:
         return entry
 
     def put(self, workspace: str, lookup: Lookup, row: StoredRow | None, tiles: tuple[TileState, ...] | None,
-            asked_at: float) -> None:
-        """Keep an answer of the store, unless its key was written after the read was sent."""
+            asked_at: float, max_age_s: float | None = None) -> None:
+        """Keep an answer of the store, unless its key was written after the read was sent; `max_age_s` is
+        the feature view's own max age (None: the default), never more than 24 h."""
         key = (workspace, lookup.feature_view, lookup.entity_key)
         if self._written_at.get(key, -1.0) >= asked_at:
             return
-        self._entries[key] = Cached(row, tiles, lookup.tile_range, asked_at)
+        age = self._max_age if max_age_s is None else min(max_age_s, MAX_AGE_LIMIT_S)
+        self._entries[key] = Cached(row, tiles, lookup.tile_range, asked_at, age)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
@@ -82,6 +86,6 @@ class ServingCache:
             self._entries.pop(key, None)
             self._written_at[key] = now
         if len(self._written_at) > self._max_entries:
-            # Only reads still in flight need these times; a read never lasts as long as the max age.
+            # Only reads still in flight need these times; a read never lasts as long as the default max age.
             horizon = now - self._max_age
             self._written_at = {k: t for k, t in self._written_at.items() if t > horizon}

@@ -20,6 +20,7 @@ from actors.bus import Bus, TransactionalProducer
 from actors.components.auth import Authenticator
 from actors.components.cache import Cached, ServingCache
 from actors.components.ingest import IngestPlan, plan_ingest
+from actors.components.realtime import compute, input_types, is_realtime, missing_request_fields
 from actors.components.tiling import aggregate_values, aggregates_stream, tile_range
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound, publish
@@ -81,6 +82,7 @@ class FeatureStatus(StrEnum):
     MISSING_DATA = "MISSING_DATA"
     CACHED_PRESENT = "CACHED_PRESENT"
     CACHED_MISSING_DATA = "CACHED_MISSING_DATA"
+    ERROR = "ERROR"  # a realtime view could not compute the feature; ServedFeature.error says why
 
 
 _FROM_CACHE = {FeatureStatus.PRESENT: FeatureStatus.CACHED_PRESENT,
@@ -104,6 +106,7 @@ class ServedFeature:
     dtype: DType
     status: FeatureStatus
     event_time: datetime | None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +129,29 @@ class ServedBatch:
         return sum(len(row) for row in self.rows)
 
 
+def read_views(ws: Workspace, service: FeatureServiceSpec) -> tuple[str, ...]:
+    """The materialized views a request reads: the service's own, then its realtime views' inputs."""
+    names = [name for name in service.feature_views if not is_realtime(ws.feature_views[name])]
+    for name in service.feature_views:
+        names += [i for i in ws.feature_views[name].inputs if i not in names]
+    return tuple(names)
+
+
+def check_request_context(ws: Workspace, service: FeatureServiceSpec, context: Mapping[str, Scalar]) -> None:
+    """InvalidRequest naming the request fields the service's realtime views need but did not get."""
+    for name in service.feature_views:
+        missing = missing_request_fields(ws.feature_views[name], context)
+        if missing:
+            raise InvalidRequest(f"request_context_map is missing {', '.join(repr(m) for m in missing)}, "
+                                 f"needed by realtime feature view '{name}'")
+
+
 def plan_lookups(ws: Workspace, service: FeatureServiceSpec, join_keys: Mapping[str, Scalar],
                  now: datetime) -> tuple[Lookup, ...]:
-    """One lookup per feature view of the service (with the tiles its windows need, for aggregated views);
-    InvalidRequest names a missing join key."""
+    """One lookup per materialized view the service reads (`read_views`; with the tiles its windows need,
+    for aggregated views); InvalidRequest names a missing join key."""
     lookups = []
-    for view_name in service.feature_views:
+    for view_name in read_views(ws, service):
         view = ws.feature_views[view_name]
         keys = ws.join_keys(view)
         missing = [k for k in keys if k not in join_keys]
@@ -143,39 +163,53 @@ def plan_lookups(ws: Workspace, service: FeatureServiceSpec, join_keys: Mapping[
 
 
 def assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead, now: datetime,
-             cached: Sequence[bool] = ()) -> tuple[ServedFeature, ...]:
-    """The served features of one entity; `cached` marks the views answered from the serving cache."""
-    served = _assemble(ws, service, reply, now)
-    if not any(cached):
-        return served
-    views = [ws.feature_views[name] for name in service.feature_views]
-    from_cache = [hit for view, hit in zip(views, cached, strict=True) for _ in view.feature_names()]
-    return tuple(replace(f, status=_FROM_CACHE[f.status]) if hit else f
-                 for f, hit in zip(served, from_cache, strict=True))
-
-
-def _assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead,
-              now: datetime) -> tuple[ServedFeature, ...]:
-    features: list[ServedFeature] = []
+             cached: Sequence[bool] = (), context: Mapping[str, Scalar] | None = None) -> tuple[ServedFeature, ...]:
+    """The served features of one entity, in the service's order; `reply` answers `read_views`, `cached`
+    marks the views answered from the serving cache, `context` is the request context of realtime views."""
+    names = read_views(ws, service)
     tiles = reply.tiles or (None,) * len(reply.rows)
-    for view_name, stored, view_tiles in zip(service.feature_views, reply.rows, tiles, strict=True):
-        view = ws.feature_views[view_name]
-        if aggregates_stream(view):
-            features.extend(_aggregated(view, view_tiles or (), now))
-            continue
-        expired = view.ttl_s is not None and stored is not None and \
-            stored.row.event_time < now - timedelta(seconds=view.ttl_s)
-        if expired:
-            stored = None  # Tecton's TTL: a value older than the view's ttl is no longer served
-        for feature in view.features:
-            name = f"{view.name}.{feature.name}"
-            if stored is None:
-                features.append(ServedFeature(name, None, feature.dtype, FeatureStatus.MISSING_DATA, None))
-            else:
-                value = stored.row.values.get(feature.name)
-                features.append(ServedFeature(name, value, feature.dtype, FeatureStatus.PRESENT,
-                                              stored.row.event_time))
-    return tuple(features)
+    hits = list(cached) or [False] * len(names)
+    by_view: dict[str, tuple[ServedFeature, ...]] = {}
+    for name, stored, view_tiles, hit in zip(names, reply.rows, tiles, hits, strict=True):
+        features = _view_features(ws.feature_views[name], stored, view_tiles, now)
+        by_view[name] = tuple(replace(f, status=_FROM_CACHE[f.status]) if hit else f for f in features)
+    served: list[ServedFeature] = []
+    for name in service.feature_views:
+        view = ws.feature_views[name]
+        served.extend(_realtime(ws, view, context or {}, by_view) if is_realtime(view) else by_view[name])
+    return tuple(served)
+
+
+def _realtime(ws: Workspace, view: FeatureViewSpec, context: Mapping[str, Scalar],
+              by_view: Mapping[str, Sequence[ServedFeature]]) -> list[ServedFeature]:
+    """A realtime view's features, computed now from the request context and its inputs' features."""
+    inputs = {f"{name}__{f.name.split('.', 1)[1]}": f.value for name in view.inputs for f in by_view.get(name, ())}
+    return [ServedFeature(f"{view.name}.{value.name}", value.value, value.dtype,
+                          FeatureStatus.ERROR if value.error else
+                          FeatureStatus.MISSING_DATA if value.missing else FeatureStatus.PRESENT,
+                          None, value.error)
+            for value in compute(view, input_types(ws, view), context, inputs)]
+
+
+def _view_features(view: FeatureViewSpec, stored: StoredRow | None, view_tiles: Sequence[TileState] | None,
+                   now: datetime) -> list[ServedFeature]:
+    """A materialized view's features from its stored row or tiles."""
+    if aggregates_stream(view):
+        return _aggregated(view, view_tiles or (), now)
+    features: list[ServedFeature] = []
+    expired = view.ttl_s is not None and stored is not None and \
+        stored.row.event_time < now - timedelta(seconds=view.ttl_s)
+    if expired:
+        stored = None  # Tecton's TTL: a value older than the view's ttl is no longer served
+    for feature in view.features:
+        name = f"{view.name}.{feature.name}"
+        if stored is None:
+            features.append(ServedFeature(name, None, feature.dtype, FeatureStatus.MISSING_DATA, None))
+        else:
+            value = stored.row.values.get(feature.name)
+            features.append(ServedFeature(name, value, feature.dtype, FeatureStatus.PRESENT,
+                                          stored.row.event_time))
+    return features
 
 
 def _aggregated(view: FeatureViewSpec, tiles: Sequence[TileState], now: datetime) -> list[ServedFeature]:
@@ -227,18 +261,22 @@ class FeatureServer:
             await self._producer.close()
 
     async def get_features(self, request: FeatureRequest) -> ServedFeatures:
-        rows, received, service = await self._serve(request, [request.join_keys])
+        rows, received, service = await self._serve(request, [request.join_keys], [request.request_context])
         return ServedFeatures(rows[0], received, service)
 
-    async def get_features_batch(self, request: FeatureRequest,
-                                 key_maps: Sequence[Mapping[str, Scalar]]) -> ServedBatch:
-        """Many entities in one read request to the store (Tecton's get-features-batch)."""
-        rows, received, service = await self._serve(request, key_maps)
+    async def get_features_batch(self, request: FeatureRequest, key_maps: Sequence[Mapping[str, Scalar]],
+                                 contexts: Sequence[Mapping[str, Scalar]] | None = None) -> ServedBatch:
+        """Many entities in one read request to the store (Tecton's get-features-batch); `contexts` are
+        the request contexts of the entities (default: the request's own for every one)."""
+        rows, received, service = await self._serve(request, key_maps,
+                                                     contexts or [request.request_context] * len(key_maps))
         return ServedBatch(tuple(rows), received, service)
 
     async def _serve(self, request: FeatureRequest, key_maps: Sequence[Mapping[str, Scalar]],
-                     ) -> tuple[list[tuple[ServedFeature, ...]], Envelope, str]:
+                     contexts: Sequence[Mapping[str, Scalar]]) -> tuple[list[tuple[ServedFeature, ...]], Envelope, str]:
         ws, service = await self._resolve(request.workspace, request.feature_service)
+        for context in contexts:
+            check_request_context(ws, service, context)
         now = datetime.now(UTC)
         lookups = tuple(lookup for keys in key_maps for lookup in plan_lookups(ws, service, keys, now))
         hits = [self._cache.get(ws.name, lookup) if self._cache else None for lookup in lookups]
@@ -248,16 +286,17 @@ class FeatureServer:
         f1 = make_record(Flow.F1, Component.CUSTOMER_APP, self.component, received, subject=service.name,
                          message_count=1, row_count=len(lookups), byte_count=len(request.payload),
                          digest=hashlib.sha256(request.payload).hexdigest())
-        answers = await self._read_missing(ws.name, lookups, hits, received, f1)
-        width = len(service.feature_views)
+        answers = await self._read_missing(ws, lookups, hits, received, f1)
+        width = len(read_views(ws, service))
+        # each entity's answers are `width` consecutive lookups (none for a service of request-only views)
         rows = [assemble(ws, service, OnlineRowsRead("", self.replica_id,
-                                                     tuple(a[0] for a in answers[i:i + width]),
-                                                     tuple(a[1] for a in answers[i:i + width])), now,
-                         [hit is not None for hit in hits[i:i + width]])
-                for i in range(0, len(lookups), width)]
+                                                     tuple(a[0] for a in answers[k * width:(k + 1) * width]),
+                                                     tuple(a[1] for a in answers[k * width:(k + 1) * width])),
+                         now, [hit is not None for hit in hits[k * width:(k + 1) * width]], context)
+                for k, context in enumerate(contexts)]
         return rows, received, service.name
 
-    async def _read_missing(self, workspace: str, lookups: tuple[Lookup, ...], hits: Sequence[Cached | None],
+    async def _read_missing(self, ws: Workspace, lookups: tuple[Lookup, ...], hits: Sequence[Cached | None],
                             received: Envelope, f1: AuditRecord,
                             ) -> list[tuple[StoredRow | None, tuple[TileState, ...] | None]]:
         """Each lookup's row and tiles: from the cache where it has them, else in one read from the store
@@ -272,14 +311,15 @@ class FeatureServer:
         asked_at = ServingCache.now()
         read = ReadOnlineRows(new_id(), tuple(lookups[i] for i in missing), self.replica_id)
         reply = await self._ask(Outbound(ONLINE_READS, self._codec.message(
-            read, producer=self.component, workspace=workspace, caused_by=received)), read.request_id, [f1])
+            read, producer=self.component, workspace=ws.name, caused_by=received)), read.request_id, [f1])
         if not isinstance(reply.body, OnlineRowsRead):
             raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
         tiles = reply.body.tiles or (None,) * len(missing)
         for i, row, view_tiles in zip(missing, reply.body.rows, tiles, strict=True):
             answers[i] = (row, view_tiles)
             if self._cache is not None:
-                self._cache.put(workspace, lookups[i], row, view_tiles, asked_at)
+                max_age = ws.feature_views[lookups[i].feature_view].serving_cache_max_age_s
+                self._cache.put(ws.name, lookups[i], row, view_tiles, asked_at, max_age)
         return answers
 
     def _follow_changelog(self, message: Message[Any]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from actors.components.rift import parse_record, parse_timestamp, project, projects_attributes
 from actors.components.tiling import aggregates_stream
+from actors.components.transform import transform_batch
 from events.errors import InvalidRequest, NotFound
 from events.registry import Workspace
 from events.specs import FeatureViewSpec, PushSourceSpec
@@ -78,7 +79,10 @@ def _problem(ws: Workspace, source: PushSourceSpec, views: Sequence[FeatureViewS
         return "", f"does not match the schema of push source '{source.name}': {exc.message}"
     for view in views:
         try:
-            project(ws, view, source, fields)
+            if view.transformation is None:
+                project(ws, view, source, fields)
+            else:  # the record through the view's transformation, as Rift will run it
+                transform_batch(ws, source, [view], [fields])
         except InvalidRequest as exc:
             return view.name, exc.message
         if view.ttl_s is not None and event_time < now - timedelta(seconds=view.ttl_s):

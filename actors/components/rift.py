@@ -19,6 +19,7 @@ import structlog
 from actors.auditing import make_record
 from actors.bus import Record
 from actors.components.tiling import TileBuilder, aggregates_stream
+from actors.components.transform import Reader, transform_records
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
@@ -95,9 +96,9 @@ def parse_timestamp(name: str, value: str | int | float) -> datetime:
 
 
 def projects_attributes(view: FeatureViewSpec) -> bool:
-    """Whether this worker materializes the view: a stream view of plain attributes. Aggregates and
-    transformations are not computed yet; such views are skipped rather than written wrong."""
-    return view.kind is FeatureViewKind.STREAM and not view.aggregates and view.transformation is None
+    """Whether this worker materializes the view as rows: a stream view of plain attributes (transformed
+    ones too: actors/components/transform.py projects their output rows)."""
+    return view.kind is FeatureViewKind.STREAM and not view.aggregates
 
 
 def project(workspace: Workspace, view: FeatureViewSpec, source: RecordSource,
@@ -112,6 +113,17 @@ def project(workspace: Workspace, view: FeatureViewSpec, source: RecordSource,
         event_time=event_time,
         values={f.name: fields.get(f.column) for f in view.features},
     )
+
+
+def materializes(view: FeatureViewSpec) -> bool:
+    """Whether Rift writes the view: attribute rows or aggregate tiles of a stream view."""
+    return projects_attributes(view) or aggregates_stream(view)
+
+
+def _transformed(readers: Sequence[tuple[Workspace, RecordSource, list[FeatureViewSpec]]]) -> list[Reader]:
+    """The readers with only their transformed views that Rift materializes."""
+    return [(ws, src, [v for v in views if v.transformation is not None and materializes(v)])
+            for ws, src, views in readers]
 
 
 # One record as one feature view sees it: its workspace, the view, its row, and the record's fields.
@@ -167,15 +179,24 @@ class RiftWorker:
         decision.consumed_audits.append(_audit_consumed(records, consumed))
         batch = Materialized()
         readers = [(ws, src, ws.views_of_source(src.name)) for ws, src in self._sources_on(topic)]
+        accepted: list[tuple[Record, list[Projection], list[dict[str, Scalar]]]] = []
         for record in records:
             try:
                 # Every projection of a record first, so a bad record adds nothing anywhere.
-                found = [projection for ws, src, views in readers
-                         for projection in self._projections(ws, src, views, parse_record(src, record.value))]
+                parsed = [parse_record(src, record.value) for _, src, _ in readers]
+                found = [projection for (ws, src, views), fields in zip(readers, parsed, strict=True)
+                         for projection in self._projections(ws, src, views, fields)]
             except InvalidRequest as exc:
                 decision.outputs.append(self._dead_letter(record, exc.message, consumed))
                 continue
-            batch.add(found)
+            accepted.append((record, found, parsed))
+        transformed, failed = transform_records(_transformed(readers), [fields for _, _, fields in accepted])
+        for index, (record, found, _) in enumerate(accepted):
+            if index in failed:
+                decision.outputs.append(self._dead_letter(record, failed[index], consumed))
+            else:
+                batch.add(found)
+        batch.add(transformed)
         decision.outputs.extend(self._flush(batch, source_range, consumed))
 
     def _handle_ingest(self, message: Message[IngestRecords], record: Record, decision: Decision) -> None:
@@ -187,21 +208,28 @@ class RiftWorker:
             return
         batch = Materialized()
         views = ws.views_of_source(source.name)
+        accepted: list[tuple[bytes, dict[str, Scalar]]] = []
         for payload in message.body.records:
             try:
-                found = self._projections(ws, source, views, parse_record(source, payload))
+                fields = parse_record(source, payload)
+                batch.add(self._projections(ws, source, views, fields))
             except InvalidRequest:
                 continue  # the gateway reported it to the caller as a record error
-            batch.add(found)
+            accepted.append((payload, fields))
         pushed = SourceRange(record.topic, record.partition, record.offset, record.offset)  # lineage
+        transformed, failed = transform_records(_transformed([(ws, source, views)]), [[f] for _, f in accepted])
+        batch.add(transformed)
+        # The gateway ran each record through the transformations already; one that fails here is kept.
+        decision.outputs.extend(self._dead_letter(record, reason, message.envelope, accepted[index][0])
+                                for index, reason in failed.items())
         decision.outputs.extend(self._flush(batch, pushed, message.envelope))
 
     @staticmethod
     def _projections(ws: Workspace, source: RecordSource, views: list[FeatureViewSpec],
                      fields: dict[str, Scalar]) -> list[Projection]:
-        """Each view's row of one parsed record, for the views this worker materializes."""
+        """Each untransformed view's row of one parsed record, for the views this worker materializes."""
         return [(ws, view, project(ws, view, source, fields), fields) for view in views
-                if projects_attributes(view) or aggregates_stream(view)]
+                if view.transformation is None and materializes(view)]
 
     def _flush(self, batch: Materialized, source: SourceRange, consumed: Envelope) -> list[Outbound]:
         outputs: list[Outbound] = []
@@ -228,9 +256,10 @@ class RiftWorker:
             outputs.append(Outbound(OFFLINE_WRITES, self._message(body_off, ws.name, consumed)))
         return outputs
 
-    def _dead_letter(self, record: Record, reason: str, consumed: Envelope) -> Outbound:
+    def _dead_letter(self, record: Record, reason: str, consumed: Envelope, payload: bytes | None = None,
+                     ) -> Outbound:
         body = RecordDeadLettered(reason, SourceRange(record.topic, record.partition, record.offset,
-                                                      record.offset), record.value)
+                                                      record.offset), record.value if payload is None else payload)
         return Outbound(DEAD_LETTER, self._message(body, consumed.workspace, consumed))
 
     def _message(self, body: Any, workspace: str, consumed: Envelope) -> Message[Any]:

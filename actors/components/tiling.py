@@ -17,8 +17,9 @@ from events.specs import FeatureViewKind, FeatureViewSpec
 
 
 def aggregates_stream(view: FeatureViewSpec) -> bool:
-    """Whether Rift materializes the view's aggregates: a stream view of aggregates, no transformation."""
-    return view.kind is FeatureViewKind.STREAM and bool(view.aggregates) and view.transformation is None
+    """Whether Rift materializes the view's aggregates: a stream view of aggregates (over the
+    transformation's output rows when it has one)."""
+    return view.kind is FeatureViewKind.STREAM and bool(view.aggregates)
 
 
 class TileBuilder:
