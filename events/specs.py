@@ -264,6 +264,7 @@ class FeatureViewSpec:
     tags: Mapping[str, str] = dataclass_field(default_factory=dict)
     owner: str = ""
     prevent_destroy: bool = False
+    compute: str = "rift"  # batch views: where jobs run, "rift" (data plane) or "external" (customer plane)
 
     def feature_names(self) -> tuple[str, ...]:
         return (*(f.name for f in self.features), *(a.name for a in self.aggregates))
