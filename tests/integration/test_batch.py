@@ -3,6 +3,7 @@ view whose jobs run on ExternalCompute in the customer plane."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ import aiohttp
 import polars as pl
 import pytest
 
+from deploy import cli
 from deploy.client import Connection
 from deploy.cluster import Deployment
 from tests.integration.helpers import apply, auth, eventually, get_features
@@ -72,7 +74,7 @@ def offline_rows(deployment: Deployment, workspace: str, view: str) -> pl.DataFr
 
 
 async def test_backfill_manual_trigger_and_external_compute(deployment: Deployment, admin_key: str,
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = deployment.settings
     conn = Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url)
     url, workspace = deployment.gateway_url, "batchws"
@@ -114,6 +116,23 @@ async def test_backfill_manual_trigger_and_external_compute(deployment: Deployme
         assert served == {"spend.doubled": 15.0, "spend_ext.ext_amount": 7.5, "spend_manual.manual_amount": 7.5}
         status, answer = await get_features(session, url, workspace, "spend_svc", {"user_id": "u2"}, admin_key)
         assert answer["result"]["features"] == [2.5, 1.25, None]  # u2's row is after the manual range
+
+        # The CLI triggers the next range and waits for it; `featureplane jobs` lists both manual jobs.
+        cli_args = ["--gateway", url, "--api-key", admin_key]
+        code = await asyncio.to_thread(cli.main, [*cli_args, "materialize", "spend_manual", "--start", "2026-01-03",
+                                                  "--end", "2026-01-05", "--workspace", workspace, "--wait",
+                                                  "--timeout", "60"])
+        printed = capsys.readouterr().out
+        assert code == 0, printed
+        assert "SUCCEEDED" in printed
+        assert "read 1 rows, wrote 1 rows" in printed
+        status, answer = await get_features(session, url, workspace, "spend_svc", {"user_id": "u2"}, admin_key)
+        assert answer["result"]["features"] == [2.5, 1.25, 1.25]
+        assert await asyncio.to_thread(cli.main, [*cli_args, "jobs", "--workspace", workspace,
+                                                  "--feature-view", "spend_manual"]) == 0
+        listed = capsys.readouterr()
+        assert listed.out.count("spend_manual") == 2
+        assert "2 job(s) in workspace 'batchws': 2 succeeded" in listed.err
 
     # Offline: every source row once, transformed, through the same writes as stream materialization.
     offline = await eventually(lambda: _rows_when(deployment, workspace, "spend", len(ROWS)), 60, "offline rows")
