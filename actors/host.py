@@ -32,7 +32,7 @@ from events.codec import CODEC
 from events.control import TickSchedules
 from events.planes import Component
 from events.snapshot import decode_snapshot
-from events.topics import CONTROL_COMMANDS, PLATFORM_TOPICS
+from events.topics import CONTROL_CLOCK, PLATFORM_TOPICS
 from stores.audit_log import LmdbAuditStore
 from stores.metadata import EncryptedSnapshotStore, load_metadata_key
 from stores.offline import ParquetOfflineStore
@@ -123,8 +123,8 @@ class ComponentHost:
         return ControlPlane(settings.topics, follower, snapshots=snapshots, jobs=jobs)
 
     async def _tick_schedules(self, settings: Settings, bus: KafkaBus) -> None:
-        """The control plane's clock: a tick on its own command topic, so schedules and retries are decided
-        by the same runtime (and transaction) as every other command."""
+        """The control plane's clock: a tick on a topic it consumes, so schedules and retries are decided by
+        the same runtime (and transaction) as every command."""
         producer = await bus.transactional_producer(f"{settings.topic_prefix}.control-plane-clock")
         try:
             while not self._stop.is_set():
@@ -134,7 +134,7 @@ class ComponentHost:
                 try:
                     async with producer.transaction() as txn:
                         await publish(txn, CODEC, settings.topics, Component.CONTROL_PLANE,
-                                      [Outbound(CONTROL_COMMANDS, tick)])
+                                      [Outbound(CONTROL_CLOCK, tick)])
                 except Exception:  # noqa: BLE001 - a lost tick is made up by the next one
                     structlog.get_logger().exception("schedule_tick_failed")
         finally:

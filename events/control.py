@@ -191,6 +191,6 @@ class TriggerMaterialization:
 
 @dataclass(frozen=True, slots=True)
 class TickSchedules:
-    """The control plane's own clock, on its command topic: emit the scheduled jobs and retries due `now`."""
+    """The control plane's own clock (topic control.clock): send the scheduled jobs and retries due `now`."""
 
     now: datetime

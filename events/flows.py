@@ -66,8 +66,8 @@ ROUTES: dict[tuple[Component, str], Flow | None] = {
     (Component.CONTROL_PLANE, "dead-letter"): Flow.F8,
     (Component.AUDIT_LOG, "dead-letter"): Flow.F8,
     # Batch materialization: jobs out to the compute (F8), status back (F9). The control plane's clock
-    # ticks on its own command topic. ExternalCompute writes next to the stores, inside the customer plane.
-    (Component.CONTROL_PLANE, "control.commands"): None,
+    # ticks on a topic of its own. ExternalCompute writes next to the stores, inside the customer plane.
+    (Component.CONTROL_PLANE, "control.clock"): None,
     (Component.CONTROL_PLANE, "jobs.rift"): Flow.F8,
     (Component.CONTROL_PLANE, "jobs.external"): Flow.F8,
     (Component.RIFT, "job.status"): Flow.F9,

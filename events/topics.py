@@ -49,7 +49,7 @@ class Topic:
 COMMANDS: tuple[type[Any], ...] = (
     control.ApplyRepo, control.BootstrapAdmin, control.CreateWorkspace, control.CreateServiceAccount,
     control.IssueApiKey, control.RevokeApiKey, control.AssignRole, control.UnassignRole,
-    control.TriggerMaterialization, control.TickSchedules,
+    control.TriggerMaterialization,
 )
 CONTROL_COMMANDS = Topic("control.commands", Component.CONTROL_PLANE, COMMANDS, 1, _unkeyed)
 CONTROL_EVENTS = Topic(
@@ -77,11 +77,13 @@ AUDIT_REPLIES = Topic("audit.replies", Component.FEATURE_SERVER, (audit.AuditLog
 JOBS_RIFT = Topic("jobs.rift", Component.RIFT, (jobs.MaterializationJob,), 1, _by_workspace)
 JOBS_EXTERNAL = Topic("jobs.external", Component.EXTERNAL_COMPUTE, (jobs.MaterializationJob,), 1, _by_workspace)
 JOB_STATUS = Topic("job.status", Component.CONTROL_PLANE, (jobs.JobStatusReported,), 1, _by_workspace)
+# The control plane's clock: ticks it sends itself to decide scheduled jobs and retries.
+CONTROL_CLOCK = Topic("control.clock", Component.CONTROL_PLANE, (control.TickSchedules,), 1, _unkeyed)
 
 PLATFORM_TOPICS: tuple[Topic, ...] = (
     CONTROL_COMMANDS, CONTROL_EVENTS, ONLINE_WRITES, OFFLINE_WRITES, ONLINE_READS, ONLINE_REPLIES,
     DEAD_LETTER, AUDIT, AUDIT_QUERIES, AUDIT_REPLIES, INGEST, ONLINE_CHANGELOG,
-    JOBS_RIFT, JOBS_EXTERNAL, JOB_STATUS,
+    JOBS_RIFT, JOBS_EXTERNAL, JOB_STATUS, CONTROL_CLOCK,
 )
 
 

@@ -22,12 +22,21 @@ from events import control
 from events.access import Action
 from events.codec import CODEC, Codec
 from events.envelope import Envelope, new_id
-from events.jobs import Compute, JobUpdated, MaterializationJob
+from events.jobs import Compute, JobRecord, JobUpdated, MaterializationJob
 from events.plan import change_events, plan_changes, workspace_digest
 from events.planes import Component
 from events.registry import Registry
 from events.snapshot import encode_snapshot
-from events.topics import CONTROL_COMMANDS, CONTROL_EVENTS, JOB_STATUS, JOBS_EXTERNAL, JOBS_RIFT, Topic, TopicNames
+from events.topics import (
+    CONTROL_CLOCK,
+    CONTROL_COMMANDS,
+    CONTROL_EVENTS,
+    JOB_STATUS,
+    JOBS_EXTERNAL,
+    JOBS_RIFT,
+    Topic,
+    TopicNames,
+)
 from events.validation import repo_errors
 from stores.metadata import EncryptedSnapshotStore
 
@@ -153,7 +162,7 @@ class ControlPlane:
         self._clock = clock
 
     def subscriptions(self) -> Sequence[str]:
-        return [self._names.name(CONTROL_COMMANDS), self._names.name(JOB_STATUS)]
+        return [self._names.name(CONTROL_COMMANDS), self._names.name(JOB_STATUS), self._names.name(CONTROL_CLOCK)]
 
     async def handle(self, batch: Sequence[Inbound]) -> Decision:
         # Every earlier batch committed before this one started: once caught up, the registry has them.
@@ -166,21 +175,9 @@ class ControlPlane:
         now = self._clock()
         for inbound in batch:
             message = inbound.message
-            if message is None or not (CONTROL_COMMANDS.allows(message.body) or JOB_STATUS.allows(message.body)):
+            if message is None or not any(t.allows(message.body) for t in _CONSUMED):
                 continue
-            if isinstance(message.body, JOB_MESSAGES):
-                bodies = decide_jobs(registry, jobs, message.envelope, message.body, now, new_id, self._policy)
-            else:
-                bodies = decide(registry, message.envelope, message.body)
-            if any(isinstance(b, control.RepoApplied) for b in bodies):
-                # A new or changed batch view backfills at once (live workspaces only).
-                applied = registry.apply_all(self._codec.message(b, producer=self.component,
-                                                                 workspace=message.envelope.workspace)
-                                             for b in bodies)
-                scheduled = decide_jobs(applied, jobs, message.envelope, control.TickSchedules(now), now, new_id,
-                                        self._policy)
-                bodies = [*bodies, *scheduled]
-            for body in bodies:
+            for body in self._decide(registry, jobs, message.envelope, message.body, now):
                 event = self._codec.message(body, producer=self.component,
                                             workspace=_workspace_of(body, message.envelope.workspace),
                                             caused_by=message.envelope)
@@ -189,3 +186,19 @@ class ControlPlane:
                     jobs = fold(jobs, body)
                 outputs.append(Outbound(_topic_of(body), event))
         return Decision(outputs)
+
+    def _decide(self, registry: Registry, jobs: dict[str, JobRecord], envelope: Envelope, body: Any,
+                now: datetime) -> list[Any]:
+        if isinstance(body, JOB_MESSAGES):
+            return decide_jobs(registry, jobs, envelope, body, now, new_id, self._policy)
+        bodies = decide(registry, envelope, body)
+        if not any(isinstance(b, control.RepoApplied) for b in bodies):
+            return bodies
+        # A new batch view backfills at once (live workspaces only): schedule against the applied registry.
+        applied = registry.apply_all(self._codec.message(b, producer=self.component, workspace=envelope.workspace)
+                                     for b in bodies)
+        return [*bodies, *decide_jobs(applied, jobs, envelope, control.TickSchedules(now), now, new_id,
+                                      self._policy)]
+
+
+_CONSUMED = (CONTROL_COMMANDS, JOB_STATUS, CONTROL_CLOCK)
