@@ -27,8 +27,9 @@ class JobTrigger(StrEnum):
 
 
 class JobState(StrEnum):
+    # No "running": a worker runs a job inside the Kafka transaction that commits its writes and its
+    # status, so nothing it reported before that commit could be seen before the result.
     QUEUED = "queued"
-    RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # this attempt failed; the scheduler retries it after a backoff
     ABANDONED = "abandoned"  # failed on every attempt: no more retries
