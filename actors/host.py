@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,22 @@ import structlog
 
 from actors.components.audit_log import AuditLog, index_terms
 from actors.components.control_plane import ControlPlane
+from actors.components.external_compute import ExternalCompute
+from actors.components.job_table import JobTableFollower
 from actors.components.offline_store import OfflineStoreWriter
 from actors.components.online_store import OnlineStoreShard
 from actors.components.rift import RiftWorker
 from actors.follower import RegistryFollower
 from actors.kafka_bus import KafkaBus
 from actors.logs import configure_logging
+from actors.outbox import Outbound, publish
 from actors.runtime import ComponentRuntime, Handler
 from actors.settings import Settings
+from events.codec import CODEC
+from events.control import TickSchedules
+from events.planes import Component
 from events.snapshot import decode_snapshot
-from events.topics import PLATFORM_TOPICS
+from events.topics import CONTROL_CLOCK, PLATFORM_TOPICS
 from stores.audit_log import LmdbAuditStore
 from stores.metadata import EncryptedSnapshotStore, load_metadata_key
 from stores.offline import ParquetOfflineStore
@@ -38,6 +45,10 @@ class ComponentKind(StrEnum):
     RIFT = "rift"
     ONLINE_STORE = "online_store"
     OFFLINE_STORE = "offline_store"
+    EXTERNAL_COMPUTE = "external_compute"
+
+
+SCHEDULE_TICK_S = 5.0
 
 
 async def ensure_platform_topics(bus: KafkaBus, settings: Settings) -> None:
@@ -52,6 +63,7 @@ class ComponentHost:
         self._closers: list[Any] = []
         self._kind = ""
         self._instance = ""
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self, settings: Settings, kind: ComponentKind, instance: int = 0) -> None:
         self._kind, self._instance = kind.value, f"{kind.value}-{instance}"
@@ -80,6 +92,8 @@ class ComponentHost:
             online = LmdbOnlineStore(store_dir)
             self._closers.append(online)
             return OnlineStoreShard(names, online)
+        if kind is ComponentKind.EXTERNAL_COMPUTE:
+            return ExternalCompute(names)
         if kind is ComponentKind.OFFLINE_STORE:
             offline = ParquetOfflineStore(store_dir)
             self._closers.append(offline)
@@ -102,7 +116,29 @@ class ComponentHost:
         follower = RegistryFollower(bus, settings.topics, registry=registry, positions=positions)
         await follower.start()
         self._closers.insert(0, follower)
-        return ControlPlane(settings.topics, follower, snapshots=snapshots)
+        jobs = JobTableFollower(bus, settings.topics)
+        await jobs.start()
+        self._closers.insert(0, jobs)
+        self._ticker = asyncio.create_task(self._tick_schedules(settings, bus), name="schedule-ticker")
+        return ControlPlane(settings.topics, follower, snapshots=snapshots, jobs=jobs)
+
+    async def _tick_schedules(self, settings: Settings, bus: KafkaBus) -> None:
+        """The control plane's clock: a tick on a topic it consumes, so schedules and retries are decided by
+        the same runtime (and transaction) as every command."""
+        producer = await bus.transactional_producer(f"{settings.topic_prefix}.control-plane-clock")
+        try:
+            while not self._stop.is_set():
+                await asyncio.sleep(SCHEDULE_TICK_S)
+                tick = CODEC.message(TickSchedules(datetime.now(UTC)), producer=Component.CONTROL_PLANE,
+                                     workspace="")
+                try:
+                    async with producer.transaction() as txn:
+                        await publish(txn, CODEC, settings.topics, Component.CONTROL_PLANE,
+                                      [Outbound(CONTROL_CLOCK, tick)])
+                except Exception:  # noqa: BLE001 - a lost tick is made up by the next one
+                    structlog.get_logger().exception("schedule_tick_failed")
+        finally:
+            await producer.close()
 
     async def health(self) -> dict[str, Any]:
         runtime = self._runtime
@@ -115,6 +151,11 @@ class ComponentHost:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -247,6 +247,38 @@ def _instant(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def cmd_materialize(args: argparse.Namespace) -> int:
+    """A manual job for one batch feature view; with --wait, until it succeeds or is abandoned."""
+    workspace = _workspace(args)
+    body = {"workspace": workspace, "feature_view": args.feature_view, "start": args.start, "end": args.end}
+    jobs = _call(args, "POST", "/api/v1/materialize", body)["jobs"]
+    for job in jobs:
+        print(client.describe_job(job))
+    if not args.wait or not jobs:
+        return 0
+    query = urllib.parse.urlencode({"workspace": workspace, "feature_view": args.feature_view})
+    job_id = jobs[0]["job_id"]
+    final = client.wait_for_job(lambda: _call(args, "GET", f"/api/v1/jobs?{query}")["jobs"], job_id, args.timeout)
+    print(client.describe_job(final))
+    return 0 if final["state"] == "succeeded" else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """Batch materialization jobs of a workspace: range, state, attempt and counts."""
+    params = {"workspace": _workspace(args)}
+    if args.feature_view:
+        params["feature_view"] = args.feature_view
+    jobs = _call(args, "GET", "/api/v1/jobs?" + urllib.parse.urlencode(params))["jobs"]
+    for job in jobs:
+        print(client.describe_job(job))
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job["state"]] = counts.get(job["state"], 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none"
+    print(f"{len(jobs)} job(s) in workspace '{params['workspace']}': {summary}", file=sys.stderr)
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Walk the audit log's hash chain in its store (read-only, beside the running writer)."""
     conn = _connection(args)
@@ -391,6 +423,20 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--workspace", help="default: the selected workspace, else prod")
     lineage.add_argument("--at", help="ISO-8601 time: trace the training-data values in effect then (offline)")
     lineage.set_defaults(func=cmd_lineage)
+
+    materialize = sub.add_parser("materialize", help="run a batch feature view's job for [start, end) now")
+    materialize.add_argument("feature_view")
+    materialize.add_argument("--start", required=True, help="ISO-8601 time (UTC when no zone), inclusive")
+    materialize.add_argument("--end", required=True, help="ISO-8601 time (UTC when no zone), exclusive")
+    materialize.add_argument("--workspace", help="default: the selected workspace, else prod")
+    materialize.add_argument("--wait", action="store_true", help="wait until the job succeeds or is abandoned")
+    materialize.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits (default 300)")
+    materialize.set_defaults(func=cmd_materialize)
+
+    jobs = sub.add_parser("jobs", help="batch materialization jobs (backfills, schedules, manual) and their state")
+    jobs.add_argument("--workspace", help="default: the selected workspace, else prod")
+    jobs.add_argument("--feature-view", dest="feature_view")
+    jobs.set_defaults(func=cmd_jobs)
     return parser
 
 

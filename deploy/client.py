@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,30 @@ def audit_summary(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]
     for entry in summary.values():
         entry["route"] = "; ".join(sorted(entry.pop("routes")))
     return dict(sorted(summary.items()))
+
+
+FINAL_JOB_STATES = ("succeeded", "abandoned")
+
+
+def describe_job(job: Mapping[str, Any]) -> str:
+    """One line per job: when it covers, how it is doing, what it wrote (or why it failed)."""
+    line = (f"{job['job_id'][:12]}  {job['feature_view']}  {job['start']} .. {job['end']}  {job['trigger']:<8} "
+            f"on {job['compute']:<8} {job['state'].upper():<9} attempt {job['attempt']}")
+    if job["state"] == "succeeded":
+        line += f"  read {job['source_rows']} rows, wrote {job['rows_written']} rows, {job['tiles_written']} tiles"
+    if job.get("error"):
+        line += f"  error: {job['error']}"
+    return line
+
+
+def wait_for_job(list_jobs: Callable[[], list[dict[str, Any]]], job_id: str, timeout_s: float,
+                 poll_s: float = 1.0) -> dict[str, Any]:
+    """The job once it succeeded or was abandoned; DeadlineExceeded if not within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = next((j for j in list_jobs() if j["job_id"] == job_id), None)
+        if found is not None and found["state"] in FINAL_JOB_STATES:
+            return found
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded(f"job {job_id} did not finish in {timeout_s}s")
+        time.sleep(poll_s)

@@ -27,7 +27,7 @@ _MAX_RAY_TEMP_DIR = 44
 # Started in this order: the audit log first, so no audited flow waits for its reader.
 COMPONENTS: tuple[ComponentKind, ...] = (
     ComponentKind.AUDIT_LOG, ComponentKind.CONTROL_PLANE, ComponentKind.ONLINE_STORE,
-    ComponentKind.OFFLINE_STORE, ComponentKind.RIFT,
+    ComponentKind.OFFLINE_STORE, ComponentKind.RIFT, ComponentKind.EXTERNAL_COMPUTE,
 )
 
 

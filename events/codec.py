@@ -18,7 +18,7 @@ from typing import Any
 
 import msgpack
 
-from events import access, audit, control, data, specs
+from events import access, audit, control, data, jobs, specs
 from events.envelope import Envelope, Message, new_message
 from events.errors import DecodeError, SchemaVersionError, UnknownEventType
 from events.planes import Component, Plane
@@ -227,6 +227,10 @@ def _registrations() -> list[Registration]:
         # audit
         ("AuditRecord", audit.AuditRecord), ("QueryAuditLog", audit.QueryAuditLog),
         ("AuditLogAnswered", audit.AuditLogAnswered),
+        # batch materialization
+        ("MaterializationJob", jobs.MaterializationJob), ("JobStatusReported", jobs.JobStatusReported),
+        ("JobRecord", jobs.JobRecord), ("JobUpdated", jobs.JobUpdated),
+        ("TriggerMaterialization", control.TriggerMaterialization), ("TickSchedules", control.TickSchedules),
     ]
     return [Registration(tag, cls) for tag, cls in types]
 

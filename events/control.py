@@ -6,6 +6,7 @@ Workspace lives in the envelope, not in these bodies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from events.access import ApiKeySpec, PrincipalSpec, RoleGrant
 from events.specs import (
@@ -173,3 +174,23 @@ class CommandSucceeded:
 class CommandRejected:
     command_id: str
     reason: str
+
+
+# --- batch materialization ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerMaterialization:
+    """Materialize one batch feature view for start <= t < end now (operator, editor or owner)."""
+
+    command_id: str
+    feature_view: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TickSchedules:
+    """The control plane's own clock (topic control.clock): send the scheduled jobs and retries due `now`."""
+
+    now: datetime

@@ -65,6 +65,16 @@ ROUTES: dict[tuple[Component, str], Flow | None] = {
     (Component.OFFLINE_STORE, "dead-letter"): None,
     (Component.CONTROL_PLANE, "dead-letter"): Flow.F8,
     (Component.AUDIT_LOG, "dead-letter"): Flow.F8,
+    # Batch materialization: jobs out to the compute (F8), status back (F9). The control plane's clock
+    # ticks on a topic of its own. ExternalCompute writes next to the stores, inside the customer plane.
+    (Component.CONTROL_PLANE, "control.clock"): None,
+    (Component.CONTROL_PLANE, "jobs.rift"): Flow.F8,
+    (Component.CONTROL_PLANE, "jobs.external"): Flow.F8,
+    (Component.RIFT, "job.status"): Flow.F9,
+    (Component.EXTERNAL_COMPUTE, "job.status"): Flow.F9,
+    (Component.EXTERNAL_COMPUTE, "online.writes"): None,
+    (Component.EXTERNAL_COMPUTE, "offline.writes"): None,
+    (Component.EXTERNAL_COMPUTE, "dead-letter"): None,
 }
 
 

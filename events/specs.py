@@ -265,6 +265,7 @@ class FeatureViewSpec:
     owner: str = ""
     prevent_destroy: bool = False
     serving_cache_max_age_s: int | None = None  # None: the feature server's default max age
+    compute: str = "rift"  # batch views: where jobs run, "rift" (data plane) or "external" (customer plane)
 
     def feature_names(self) -> tuple[str, ...]:
         return (*(f.name for f in self.features), *(a.name for a in self.aggregates))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from events import audit, control, data
+from events import audit, control, data, jobs
 from events.envelope import Message
 from events.planes import Component
 
@@ -49,6 +49,7 @@ class Topic:
 COMMANDS: tuple[type[Any], ...] = (
     control.ApplyRepo, control.BootstrapAdmin, control.CreateWorkspace, control.CreateServiceAccount,
     control.IssueApiKey, control.RevokeApiKey, control.AssignRole, control.UnassignRole,
+    control.TriggerMaterialization,
 )
 CONTROL_COMMANDS = Topic("control.commands", Component.CONTROL_PLANE, COMMANDS, 1, _unkeyed)
 CONTROL_EVENTS = Topic(
@@ -57,7 +58,7 @@ CONTROL_EVENTS = Topic(
      control.FeatureServiceApplied, control.RepoApplied, control.RepoRejected, control.WorkspaceCreated,
      control.BatchSourceApplied, control.PushSourceApplied, control.ObjectDeleted,
      control.PrincipalCreated, control.ApiKeyIssued, control.ApiKeyRevoked, control.RoleAssigned,
-     control.RoleUnassigned, control.CommandSucceeded, control.CommandRejected),
+     control.RoleUnassigned, control.CommandSucceeded, control.CommandRejected, jobs.JobUpdated),
     1, _by_workspace,
 )
 ONLINE_WRITES = Topic("online.writes", Component.ONLINE_STORE, (data.WriteOnlineRows, data.WriteTiles), 1,
@@ -72,10 +73,17 @@ DEAD_LETTER = Topic("dead-letter", Component.OFFLINE_STORE, (data.RecordDeadLett
 AUDIT = Topic("audit", Component.AUDIT_LOG, (audit.AuditRecord,), 1, _unkeyed)
 AUDIT_QUERIES = Topic("audit.queries", Component.AUDIT_LOG, (audit.QueryAuditLog,), 1, _by_reply_to)
 AUDIT_REPLIES = Topic("audit.replies", Component.FEATURE_SERVER, (audit.AuditLogAnswered,), 1, _by_reply_to)
+# Batch materialization: one job topic per kind of compute, so each names the plane it reaches (F8).
+JOBS_RIFT = Topic("jobs.rift", Component.RIFT, (jobs.MaterializationJob,), 1, _by_workspace)
+JOBS_EXTERNAL = Topic("jobs.external", Component.EXTERNAL_COMPUTE, (jobs.MaterializationJob,), 1, _by_workspace)
+JOB_STATUS = Topic("job.status", Component.CONTROL_PLANE, (jobs.JobStatusReported,), 1, _by_workspace)
+# The control plane's clock: ticks it sends itself to decide scheduled jobs and retries.
+CONTROL_CLOCK = Topic("control.clock", Component.CONTROL_PLANE, (control.TickSchedules,), 1, _unkeyed)
 
 PLATFORM_TOPICS: tuple[Topic, ...] = (
     CONTROL_COMMANDS, CONTROL_EVENTS, ONLINE_WRITES, OFFLINE_WRITES, ONLINE_READS, ONLINE_REPLIES,
     DEAD_LETTER, AUDIT, AUDIT_QUERIES, AUDIT_REPLIES, INGEST, ONLINE_CHANGELOG,
+    JOBS_RIFT, JOBS_EXTERNAL, JOB_STATUS, CONTROL_CLOCK,
 )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from events.jobs import Compute
 from events.specs import (
     AGGREGATION_PARAMS,
     NUMERIC,
@@ -216,6 +217,18 @@ def _setting_problems(view: FeatureViewSpec, report: _Report) -> None:
         report.add("batch aggregates need an aggregation_interval: only stream views aggregate continuously")
     if view.features and view.aggregates:
         report.add("mixes attributes and aggregates: a view serves one or the other")
+    _compute_problems(view, report)
+
+
+COMPUTES = tuple(c.value for c in Compute)
+
+
+def _compute_problems(view: FeatureViewSpec, report: _Report) -> None:
+    """Where a batch view's jobs run; other views are materialized (or computed) by the data plane."""
+    if view.compute not in COMPUTES:
+        report.add(f"compute must be one of {list(COMPUTES)}, got '{view.compute}'")
+    elif view.kind is not FeatureViewKind.BATCH and view.compute != "rift":
+        report.add(f"only batch feature views choose their compute, got compute='{view.compute}'")
 
 
 def _transformation_problems(view: FeatureViewSpec, report: _Report) -> None:

@@ -7,20 +7,25 @@ again, since it is the one that decides.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from actors.components.job_table import JobTableFollower
 from events import control
 from events.access import Action, PrincipalKind, PrincipalSpec, Role, RoleGrant, new_api_key
 from events.codec import CODEC
 from events.envelope import new_id
 from events.errors import InvalidRequest, NotFound
+from events.jobs import JobRecord, JobTrigger
 from events.plan import plan_changes, plan_id, workspace_digest
 from events.specs import RepoSpec
 from gateway.auth import SERVER_KEY, caller
 
 MSGPACK = "application/x-msgpack"
+JOBS_KEY = web.AppKey("jobs", JobTableFollower)
+JOBS_SYNC_TIMEOUT_S = 10.0
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -166,7 +171,54 @@ async def assign_role(request: web.Request) -> web.Response:
                               "assigned": request.method != "DELETE"})
 
 
+def _instant(body: dict[str, Any], key: str) -> datetime:
+    text = _text(body, key)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"'{key}' must be an ISO-8601 time, got {text!r}") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def job_json(job: JobRecord) -> dict[str, Any]:
+    return {"job_id": job.job_id, "workspace": job.workspace, "feature_view": job.feature_view,
+            "start": job.start.isoformat(), "end": job.end.isoformat(), "attempt": job.attempt,
+            "compute": job.compute.value, "trigger": job.trigger.value, "state": job.state.value,
+            "updated_at": job.updated_at.isoformat(), "source_rows": job.source_rows,
+            "rows_written": job.rows_written, "tiles_written": job.tiles_written, "error": job.error}
+
+
+async def materialize(request: web.Request) -> web.Response:
+    """POST /api/v1/materialize {workspace, feature_view, start, end}: a manual job (operator role or above)."""
+    principal, body = await caller(request), await _json_body(request)
+    server = request.app[SERVER_KEY]
+    workspace, view = _text(body, "workspace"), _text(body, "feature_view")
+    start, end = _instant(body, "start"), _instant(body, "end")
+    server.auth.require(principal, Action.TRIGGER_JOBS, workspace)
+    await server.run_command(control.TriggerMaterialization(new_id(), view, start, end), workspace=workspace,
+                             principal=principal.principal_id)
+    jobs = await request.app[JOBS_KEY].sync(JOBS_SYNC_TIMEOUT_S)
+    made = [j for j in jobs.values() if j.workspace == workspace and j.feature_view == view
+            and j.trigger is JobTrigger.MANUAL and (j.start, j.end) == (start, end)]
+    return web.json_response({"jobs": [job_json(j) for j in made]}, status=202)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """GET /api/v1/jobs?workspace=W[&feature_view=V]: batch jobs, oldest range first."""
+    principal, workspace = await caller(request), request.query.get("workspace", "")
+    if not workspace:
+        raise InvalidRequest("the 'workspace' query parameter is required")
+    request.app[SERVER_KEY].auth.require(principal, Action.READ_METADATA, workspace)
+    view = request.query.get("feature_view")
+    jobs = await request.app[JOBS_KEY].sync(JOBS_SYNC_TIMEOUT_S)
+    found = sorted((j for j in jobs.values() if j.workspace == workspace and view in (None, j.feature_view)),
+                   key=lambda j: (j.feature_view, j.start, j.job_id))
+    return web.json_response({"workspace": workspace, "jobs": [job_json(j) for j in found]})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/materialize", materialize)
+    app.router.add_get("/api/v1/jobs", list_jobs)
     app.router.add_post("/api/v1/workspaces/{workspace}/plan", plan_repo)
     app.router.add_post("/api/v1/workspaces/{workspace}/apply", apply_repo)
     app.router.add_get("/api/v1/workspaces", list_workspaces)

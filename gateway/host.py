@@ -8,9 +8,11 @@ from aiohttp import web
 
 from actors.components.cache import ServingCache
 from actors.components.feature_server import FeatureServer
+from actors.components.job_table import JobTableFollower
 from actors.kafka_bus import KafkaBus
 from actors.logs import configure_logging
 from actors.settings import Settings
+from gateway.admin import JOBS_KEY
 from gateway.app import create_app
 
 
@@ -21,6 +23,7 @@ class FeatureServerHost:
         self._server: FeatureServer | None = None
         self._runner: web.AppRunner | None = None
         self._bus: KafkaBus | None = None
+        self._jobs: JobTableFollower | None = None
         self.url = ""
 
     async def start(self, settings: Settings, replica_id: str) -> str:
@@ -32,7 +35,11 @@ class FeatureServerHost:
         self._server = FeatureServer(self._bus, settings.topics, replica_id,
                                      read_timeout_s=settings.read_timeout_s, cache=cache)
         await self._server.start()
-        self._runner = web.AppRunner(create_app(self._server), access_log=None)
+        self._jobs = JobTableFollower(self._bus, settings.topics)
+        await self._jobs.start()
+        app = create_app(self._server)
+        app[JOBS_KEY] = self._jobs  # batch jobs, listed by the admin routes
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         # reuse_port lets several replicas share one port; the kernel spreads connections over them.
         site = web.TCPSite(self._runner, settings.gateway_host, settings.gateway_port, reuse_port=True)
@@ -51,6 +58,9 @@ class FeatureServerHost:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._jobs is not None:
+            await self._jobs.close()
+            self._jobs = None
         if self._server is not None:
             await self._server.close()
             self._server = None

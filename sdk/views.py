@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import ClassVar
 
@@ -106,10 +106,19 @@ class _MaterializedView:
 @dataclass(frozen=True, eq=False)
 class BatchFeatureView(_MaterializedView):
     """Features computed from a BatchSource every `batch_schedule` (required); aggregates are tiled by
-    `aggregation_interval`, which defaults to the batch schedule.
+    `aggregation_interval`, which defaults to the batch schedule. With a `feature_start_time` the
+    intervals since then are backfilled at apply and each later one materialized once it has ended.
+
+    `compute` says where the jobs run: "rift" (the data plane's workers; the batch rows cross to it) or
+    "external" (ExternalCompute in the customer plane, next to the files; no feature data leaves it).
     """
 
     kind: ClassVar[FeatureViewKind] = FeatureViewKind.BATCH
+    compute: str = field(default="rift", kw_only=True)
+
+    def compile(self) -> CompiledView:
+        spec, errors = super().compile()
+        return replace(spec, compute=self.compute), errors
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,22 +8,35 @@ that topic and then folds its own decisions in, command by command.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
+from actors.components.job_table import JobTableFollower, fold
+from actors.components.scheduler import DEFAULT_POLICY, JOB_MESSAGES, SchedulerPolicy, decide_jobs
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
 from events import control
 from events.access import Action
 from events.codec import CODEC, Codec
-from events.envelope import Envelope
+from events.envelope import Envelope, new_id
+from events.jobs import Compute, JobRecord, JobUpdated, MaterializationJob
 from events.plan import change_events, plan_changes, workspace_digest
 from events.planes import Component
 from events.registry import Registry
 from events.snapshot import encode_snapshot
-from events.topics import CONTROL_COMMANDS, CONTROL_EVENTS, TopicNames
+from events.topics import (
+    CONTROL_CLOCK,
+    CONTROL_COMMANDS,
+    CONTROL_EVENTS,
+    JOB_STATUS,
+    JOBS_EXTERNAL,
+    JOBS_RIFT,
+    Topic,
+    TopicNames,
+)
 from events.validation import repo_errors
 from stores.metadata import EncryptedSnapshotStore
 
@@ -120,33 +133,72 @@ def decide(registry: Registry, envelope: Envelope, command: Any) -> list[Any]:
     return decide_access(registry, envelope, command)
 
 
+def _workspace_of(body: Any, default: str) -> str:
+    """Jobs and their records belong to their view's workspace, whatever message caused them (a tick)."""
+    if isinstance(body, MaterializationJob):
+        return body.workspace
+    return body.job.workspace if isinstance(body, JobUpdated) else default
+
+
+def _topic_of(body: Any) -> Topic:
+    if isinstance(body, MaterializationJob):
+        return JOBS_EXTERNAL if body.compute is Compute.EXTERNAL else JOBS_RIFT
+    return CONTROL_EVENTS
+
+
 class ControlPlane:
     component = Component.CONTROL_PLANE
 
     def __init__(self, names: TopicNames, follower: RegistryFollower, codec: Codec = CODEC,
-                 snapshots: EncryptedSnapshotStore | None = None) -> None:
+                 snapshots: EncryptedSnapshotStore | None = None, jobs: JobTableFollower | None = None,
+                 policy: SchedulerPolicy = DEFAULT_POLICY,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._names = names
         self._follower = follower
         self._codec = codec
         self._snapshots = snapshots
+        self._jobs = jobs
+        self._policy = policy
+        self._clock = clock
 
     def subscriptions(self) -> Sequence[str]:
-        return [self._names.name(CONTROL_COMMANDS)]
+        return [self._names.name(CONTROL_COMMANDS), self._names.name(JOB_STATUS), self._names.name(CONTROL_CLOCK)]
 
     async def handle(self, batch: Sequence[Inbound]) -> Decision:
         # Every earlier batch committed before this one started: once caught up, the registry has them.
         registry = await self._follower.sync(REGISTRY_SYNC_TIMEOUT_S)
+        jobs = await self._jobs.sync(REGISTRY_SYNC_TIMEOUT_S) if self._jobs is not None else {}
         if self._snapshots is not None:
             # Everything folded so far is committed: a restart resumes from here, not from offset 0.
             self._snapshots.save(encode_snapshot(registry), self._follower.folded_positions())
         outputs: list[Outbound] = []
+        now = self._clock()
         for inbound in batch:
             message = inbound.message
-            if message is None or not CONTROL_COMMANDS.allows(message.body):
+            if message is None or not any(t.allows(message.body) for t in _CONSUMED):
                 continue
-            for body in decide(registry, message.envelope, message.body):
+            for body in self._decide(registry, jobs, message.envelope, message.body, now):
                 event = self._codec.message(body, producer=self.component,
-                                            workspace=message.envelope.workspace, caused_by=message.envelope)
+                                            workspace=_workspace_of(body, message.envelope.workspace),
+                                            caused_by=message.envelope)
                 registry = registry.apply(event)
-                outputs.append(Outbound(CONTROL_EVENTS, event))
+                if isinstance(body, JobUpdated):
+                    jobs = fold(jobs, body)
+                outputs.append(Outbound(_topic_of(body), event))
         return Decision(outputs)
+
+    def _decide(self, registry: Registry, jobs: dict[str, JobRecord], envelope: Envelope, body: Any,
+                now: datetime) -> list[Any]:
+        if isinstance(body, JOB_MESSAGES):
+            return decide_jobs(registry, jobs, envelope, body, now, new_id, self._policy)
+        bodies = decide(registry, envelope, body)
+        if not any(isinstance(b, control.RepoApplied) for b in bodies):
+            return bodies
+        # A new batch view backfills at once (live workspaces only): schedule against the applied registry.
+        applied = registry.apply_all(self._codec.message(b, producer=self.component, workspace=envelope.workspace)
+                                     for b in bodies)
+        return [*bodies, *decide_jobs(applied, jobs, envelope, control.TickSchedules(now), now, new_id,
+                                      self._policy)]
+
+
+_CONSUMED = (CONTROL_COMMANDS, JOB_STATUS, CONTROL_CLOCK)

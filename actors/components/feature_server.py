@@ -21,7 +21,7 @@ from actors.components.auth import Authenticator
 from actors.components.cache import Cached, ServingCache
 from actors.components.ingest import IngestPlan, plan_ingest
 from actors.components.realtime import compute, input_types, is_realtime, missing_request_fields
-from actors.components.tiling import aggregate_values, aggregates_stream, tile_range
+from actors.components.tiling import aggregate_values, served_from_tiles, tile_range
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound, publish
 from actors.replies import ReplyRouter
@@ -157,7 +157,7 @@ def plan_lookups(ws: Workspace, service: FeatureServiceSpec, join_keys: Mapping[
         missing = [k for k in keys if k not in join_keys]
         if missing:
             raise InvalidRequest(f"join_key_map is missing {missing}, needed by feature view '{view.name}'")
-        tiles = tile_range(view, now) if aggregates_stream(view) else None
+        tiles = tile_range(view, now) if served_from_tiles(view) else None
         lookups.append(Lookup(view.name, tuple(join_keys[k] for k in keys), tiles))
     return tuple(lookups)
 
@@ -194,7 +194,7 @@ def _realtime(ws: Workspace, view: FeatureViewSpec, context: Mapping[str, Scalar
 def _view_features(view: FeatureViewSpec, stored: StoredRow | None, view_tiles: Sequence[TileState] | None,
                    now: datetime) -> list[ServedFeature]:
     """A materialized view's features from its stored row or tiles."""
-    if aggregates_stream(view):
+    if served_from_tiles(view):
         return _aggregated(view, view_tiles or (), now)
     features: list[ServedFeature] = []
     expired = view.ttl_s is not None and stored is not None and \

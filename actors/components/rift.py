@@ -18,6 +18,7 @@ import structlog
 
 from actors.auditing import make_record
 from actors.bus import Record
+from actors.components.batch_job import job_decision
 from actors.components.tiling import TileBuilder, aggregates_stream
 from actors.components.transform import Reader, transform_records
 from actors.follower import RegistryFollower
@@ -38,10 +39,11 @@ from events.data import (
 from events.envelope import Envelope, Message, new_message
 from events.errors import InvalidRequest
 from events.flows import Flow
+from events.jobs import MaterializationJob
 from events.planes import Component
 from events.registry import Workspace
 from events.specs import DType, FeatureViewKind, FeatureViewSpec, PushSourceSpec, RecordFormat, StreamSourceSpec
-from events.topics import DEAD_LETTER, INGEST, OFFLINE_WRITES, ONLINE_WRITES, TopicNames
+from events.topics import DEAD_LETTER, INGEST, JOBS_RIFT, OFFLINE_WRITES, ONLINE_WRITES, TopicNames
 
 RecordSource = StreamSourceSpec | PushSourceSpec
 
@@ -158,7 +160,7 @@ class RiftWorker:
         registry = self._follower.registry
         sources = {s.topic for ws in registry.workspaces.values() if ws.live
                    for s in ws.stream_sources.values() if ws.views_of_source(s.name)}
-        return [self._names.name(INGEST), *sorted(sources)]
+        return [self._names.name(INGEST), self._names.name(JOBS_RIFT), *sorted(sources)]
 
     async def handle(self, batch: Sequence[Inbound]) -> Decision:
         by_partition: dict[tuple[str, int], list[Record]] = defaultdict(list)
@@ -166,6 +168,10 @@ class RiftWorker:
         for inbound in batch:
             if inbound.message is not None and isinstance(inbound.message.body, IngestRecords):
                 self._handle_ingest(inbound.message, inbound.record, decision)
+            elif inbound.message is not None and isinstance(inbound.message.body, MaterializationJob):
+                ran = await job_decision(self.component, self._codec, inbound.message)  # batch_job.py
+                decision.outputs.extend(ran.outputs)
+                decision.consumed_audits.extend(ran.consumed_audits)
             elif inbound.message is None:
                 by_partition[(inbound.record.topic, inbound.record.partition)].append(inbound.record)
         for records in by_partition.values():

@@ -22,6 +22,12 @@ def aggregates_stream(view: FeatureViewSpec) -> bool:
     return view.kind is FeatureViewKind.STREAM and bool(view.aggregates)
 
 
+def served_from_tiles(view: FeatureViewSpec) -> bool:
+    """Whether the online store holds the view's aggregates as tiles: stream views' from Rift, batch views'
+    from their jobs (both write the same tile deltas)."""
+    return view.kind in (FeatureViewKind.STREAM, FeatureViewKind.BATCH) and bool(view.aggregates)
+
+
 class TileBuilder:
     """The deltas one batch adds to one aggregated view's tiles."""
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from hypothesis import strategies as st
 
-from events import audit, control, data, specs
+from events import audit, control, data, jobs, specs
 from events.flows import Flow
 from events.planes import PLANE_OF, Component
 
@@ -48,7 +48,7 @@ views = st.builds(specs.FeatureViewSpec, names, st.lists(names, max_size=2).map(
                   st.sampled_from(specs.FeatureViewKind), st.lists(aggregates, max_size=2).map(tuple),
                   st.none() | transformations, st.none() | durations, st.none() | durations, st.none() | durations,
                   st.none() | times, schemas, st.lists(names, max_size=2).map(tuple), tags, text, st.booleans(),
-                  st.none() | durations)
+                  st.none() | durations, st.sampled_from(jobs.Compute).map(str))
 services = st.builds(specs.FeatureServiceSpec, names, st.lists(names, max_size=3).map(tuple), text, tags, text,
                      st.booleans())
 repos = st.builds(specs.RepoSpec, st.lists(entities, max_size=2).map(tuple),
@@ -95,4 +95,18 @@ bodies = st.one_of(
     st.builds(audit.QueryAuditLog, names, names, st.integers(0, 10_000)),
     st.builds(audit.AuditLogAnswered, names, names, st.lists(audit_records(), max_size=2).map(tuple),
               st.integers(0, 10**6)),
+)
+
+counts = st.integers(0, 10**9)
+job_records = st.builds(jobs.JobRecord, names, names, names, times, times, st.integers(1, 10),
+                        st.sampled_from(jobs.Compute), st.sampled_from(jobs.JobTrigger),
+                        st.sampled_from(jobs.JobState), times, counts, counts, counts, text)
+job_bodies = st.one_of(
+    st.builds(jobs.MaterializationJob, names, names, views, batch_sources, st.lists(names, max_size=2).map(tuple),
+              times, times, st.integers(1, 10), st.sampled_from(jobs.Compute), st.sampled_from(jobs.JobTrigger)),
+    st.builds(jobs.JobStatusReported, names, names, st.integers(1, 10), st.sampled_from(jobs.JobState),
+              counts, counts, counts, text),
+    st.builds(jobs.JobUpdated, job_records),
+    st.builds(control.TriggerMaterialization, names, names, times, times),
+    st.builds(control.TickSchedules, times),
 )

@@ -13,7 +13,7 @@ from events.codec import CODEC, Codec, Registration
 from events.errors import DecodeError, SchemaVersionError, UnknownEventType
 from events.planes import Component, Plane
 from events.specs import EntitySpec
-from tests.unit.strategies import bodies, components, names
+from tests.unit.strategies import bodies, components, job_bodies, names
 
 
 @settings(max_examples=300)
@@ -24,6 +24,13 @@ def test_every_registered_message_round_trips(body: Any, producer: Component, wo
     decoded = CODEC.decode(CODEC.encode(message))
     assert decoded == message
     assert type(decoded.body) is type(body)
+
+
+@settings(max_examples=200)
+@given(body=job_bodies, producer=components, workspace=names)
+def test_job_messages_round_trip(body: Any, producer: Component, workspace: str) -> None:
+    message = CODEC.message(body, producer=producer, workspace=workspace)
+    assert CODEC.decode(CODEC.encode(message)) == message
 
 
 def test_envelope_records_plane_of_producer_and_causation() -> None:

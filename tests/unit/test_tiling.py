@@ -7,10 +7,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from actors.bus import Outgoing
-from actors.components.tiling import TileBuilder, aggregate_values, aggregates_stream, tile_range
+from actors.components.tiling import TileBuilder, aggregate_values, aggregates_stream, served_from_tiles, tile_range
 from actors.memory_bus import MemoryBus
 from events.data import WriteTiles
-from events.specs import AggregateSpec, LifetimeWindowSpec, TimeWindowSpec
+from events.specs import AggregateSpec, FeatureViewKind, LifetimeWindowSpec, TimeWindowSpec
 from events.topics import ONLINE_WRITES
 from tests.unit.fixtures import VIEW
 from tests.unit.test_runtime import _bodies, _publish_repo, _rift
@@ -46,6 +46,11 @@ def test_the_range_read_covers_every_window() -> None:
     assert tile_range(hour_only, NOW) == (BOUNDARY.timestamp() - 3600, BOUNDARY.timestamp())
     assert aggregates_stream(AGG_VIEW)
     assert not aggregates_stream(VIEW)
+    batch_view = replace(AGG_VIEW, kind=FeatureViewKind.BATCH)
+    assert not aggregates_stream(batch_view)  # Rift's stream path never sees it; its jobs write the tiles
+    assert served_from_tiles(batch_view)
+    assert served_from_tiles(AGG_VIEW)
+    assert not served_from_tiles(VIEW)
 
 
 async def test_rift_sends_tile_deltas_for_aggregated_views() -> None:

@@ -1,0 +1,168 @@
+"""Running one batch materialization job: source files → transformation → rows or tile deltas.
+
+`run_job` is the pure-ish part (it only reads the job's batch source files, lazily, with polars);
+`job_decision` turns its result into the same write messages stream materialization sends, plus the
+job's status, for whichever worker ran it: Rift in the data plane (the rows it read cross from the
+customer plane: flow F6, audited here) or ExternalCompute next to the data (no plane crossed).
+
+Each source row with start <= timestamp < end is read by exactly one job (the scheduler never lets two
+jobs' ranges overlap), and the writes, the status and the consumed job commit in one Kafka transaction,
+so a retried or replayed job writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from actors.auditing import make_record
+from actors.components.tiling import TileBuilder
+from actors.outbox import Outbound
+from actors.runtime import Decision
+from events.codec import Codec
+from events.data import FeatureRow, Scalar, SourceRange, TileDelta, WriteOfflineRows, WriteOnlineRows, WriteTiles
+from events.envelope import Message
+from events.errors import FeatureplaneError
+from events.flows import Flow
+from events.jobs import JobState, JobStatusReported, MaterializationJob
+from events.planes import PLANE_OF, Component
+from events.specs import BatchSourceSpec, DType, FileFormat
+from events.topics import JOB_STATUS, OFFLINE_WRITES, ONLINE_WRITES
+from sdk.transforms import apply, polars_type
+
+ROWS_PER_WRITE = 5_000  # one Kafka message stays well under the broker's 1 MiB default
+MAX_ERROR_CHARS = 500
+_ROW = "__featureplane_row"
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutput:
+    rows: tuple[FeatureRow, ...]
+    tiles: tuple[TileDelta, ...]
+    source_rows: int
+    source_bytes: int
+    source_digest: str
+    lineage: SourceRange  # the source path and the first and last row (in file order) the job read
+
+
+def scan_source(source: BatchSourceSpec) -> pl.LazyFrame:
+    """The source's files (a path or a glob) with the timestamp column as UTC datetimes."""
+    if source.file_format is FileFormat.PARQUET:
+        frame = pl.scan_parquet(source.path)
+    else:
+        overrides = {f.name: pl.String() if f.dtype is DType.TIMESTAMP else polars_type(f.dtype)
+                     for f in source.schema}
+        frame = pl.scan_csv(source.path, schema_overrides=overrides)
+    ts = source.timestamp_field
+    dtype = frame.collect_schema().get(ts)
+    if dtype is None:
+        raise FeatureplaneError(f"batch source '{source.name}' has no column '{ts}'")
+    return frame.with_columns(_as_utc(pl.col(ts), dtype))
+
+
+def _as_utc(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime):
+        zoned = column.dt.replace_time_zone("UTC") if dtype.time_zone is None else column
+        return zoned.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if dtype == pl.String():
+        return column.str.to_datetime(time_zone="UTC", time_unit="us")
+    if dtype.is_integer() or dtype.is_float():  # epoch seconds
+        return pl.from_epoch(column.cast(pl.Float64).mul(1_000_000).cast(pl.Int64), time_unit="us") \
+            .dt.replace_time_zone("UTC")
+    raise FeatureplaneError(f"timestamp column is {dtype}, not a timestamp, text or epoch seconds")
+
+
+def read_range(source: BatchSourceSpec, start: datetime, end: datetime) -> tuple[pl.DataFrame, SourceRange]:
+    """The source rows with start <= timestamp < end, and which rows of the files they were."""
+    ts = pl.col(source.timestamp_field)
+    selected = scan_source(source).with_row_index(_ROW).filter((ts >= start) & (ts < end)).collect()
+    rows = selected[_ROW]
+    first, last = (int(rows.min()), int(rows.max())) if len(rows) else (-1, -1)  # type: ignore[arg-type]
+    return selected.drop(_ROW), SourceRange(source.path, 0, first, last)
+
+
+def run_job(job: MaterializationJob) -> JobOutput:
+    """Read, transform and project one job's range; raises on a source or transformation error."""
+    view = job.feature_view
+    frame, lineage = read_range(job.source, job.start, job.end)
+    out = frame.lazy() if view.transformation is None else apply(view.transformation, frame.lazy())
+    result = out.collect()
+    ts = job.source.timestamp_field
+    if ts not in result.columns or any(k not in result.columns for k in job.join_keys):
+        raise FeatureplaneError(f"the output of '{view.name}' lacks '{ts}' or a join key {list(job.join_keys)}")
+    result = result.with_columns(_as_utc(pl.col(ts), result.schema[ts]))
+    rows: list[FeatureRow] = []
+    tiles = TileBuilder(view) if view.aggregates else None
+    for record in result.iter_rows(named=True):
+        key = tuple(_scalar(record[k]) for k in job.join_keys)
+        if any(k is None for k in key):
+            continue  # a row without its entity cannot be served or joined
+        event_time: datetime = record[ts]
+        if tiles is not None:
+            tiles.add(key, event_time, {c: _scalar(v) for c, v in record.items()})
+        else:
+            rows.append(FeatureRow(key, event_time, {f.name: _scalar(record.get(f.column)) for f in view.features}))
+    payload = io.BytesIO()
+    frame.write_ipc(payload)
+    return JobOutput(tuple(rows), tiles.deltas() if tiles else (), frame.height, len(payload.getvalue()),
+                     hashlib.sha256(payload.getvalue()).hexdigest(), lineage)
+
+
+def _scalar(value: Any) -> Scalar:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return value  # type: ignore[no-any-return]
+
+
+def _chunks(items: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+    for i in range(0, len(items), ROWS_PER_WRITE):
+        yield items[i:i + ROWS_PER_WRITE]
+
+
+def _writes(job: MaterializationJob, output: JobOutput) -> list[tuple[Any, Any]]:
+    """(topic, body) of every write: rows online and offline as the view asks, tiles online."""
+    view, found = job.feature_view, output.lineage
+    writes: list[tuple[Any, Any]] = []
+    for chunk in _chunks(output.rows):
+        if view.online:
+            writes.append((ONLINE_WRITES, WriteOnlineRows(view.name, chunk, found)))
+        if view.offline:
+            writes.append((OFFLINE_WRITES, WriteOfflineRows(view.name, job.join_keys, chunk, found)))
+    if view.online:
+        writes += [(ONLINE_WRITES, WriteTiles(view.name, chunk, found)) for chunk in _chunks(output.tiles)]
+    return writes
+
+
+async def job_decision(worker: Component, codec: Codec, message: Message[MaterializationJob]) -> Decision:
+    """Run the job and decide its writes and status; a failing job writes nothing and reports why."""
+    job = message.body
+
+    def send(topic: Any, body: Any) -> Outbound:
+        return Outbound(topic, codec.message(body, producer=worker, workspace=job.workspace,
+                                             caused_by=message.envelope))
+
+    try:
+        output = await asyncio.to_thread(run_job, job)
+    except (FeatureplaneError, pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        error = (getattr(exc, "message", None) or str(exc) or type(exc).__name__)[:MAX_ERROR_CHARS]
+        failed = JobStatusReported(job.job_id, job.feature_view.name, job.attempt, JobState.FAILED, error=error)
+        return Decision([send(JOB_STATUS, failed)])
+    outputs = [send(topic, body) for topic, body in _writes(job, output)]
+    done = JobStatusReported(job.job_id, job.feature_view.name, job.attempt, JobState.SUCCEEDED, output.source_rows,
+                             len(output.rows), len(output.tiles))
+    outputs.append(send(JOB_STATUS, done))
+    audits = []
+    if PLANE_OF[worker] is not PLANE_OF[Component.CUSTOMER_APP]:
+        # The batch rows left the customer's storage for the data plane (F6).
+        audits.append(make_record(
+            Flow.F6, Component.CUSTOMER_APP, worker, message.envelope, subject=job.source.name, message_count=1,
+            row_count=output.source_rows, byte_count=output.source_bytes, digest=output.source_digest,
+            topic=job.source.path, first_offset=output.lineage.first_offset, last_offset=output.lineage.last_offset))
+    return Decision(outputs, audits)

@@ -1,0 +1,108 @@
+"""The batch job runner on real temporary Parquet and CSV files: range, transformation, rows and tiles,
+lineage, and a failing job that writes nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from actors.components.batch_job import job_decision, run_job
+from events.codec import CODEC
+from events.data import WriteOfflineRows, WriteOnlineRows, WriteTiles
+from events.flows import Flow
+from events.jobs import Compute, JobState, JobStatusReported, JobTrigger, MaterializationJob
+from events.planes import Component
+from events.specs import (
+    AggregateSpec,
+    BatchSourceSpec,
+    DType,
+    FeatureSpec,
+    FeatureViewKind,
+    FeatureViewSpec,
+    FieldSpec,
+    FileFormat,
+    LifetimeWindowSpec,
+    TransformationMode,
+    TransformationSpec,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SCHEMA = (FieldSpec("user_id", DType.STRING), FieldSpec("ts", DType.TIMESTAMP), FieldSpec("amount", DType.FLOAT64))
+DATA = {"user_id": ["u1", "u2", "u1", "u1"], "amount": [1.0, 2.0, 3.0, 4.0],
+        "ts": [T0 + timedelta(hours=h) for h in (1, 2, 3, 30)]}
+
+
+def parquet_source(tmp_path: Path) -> BatchSourceSpec:
+    pl.DataFrame(DATA).write_parquet(tmp_path / "tx.parquet")
+    return BatchSourceSpec("tx", str(tmp_path / "tx.parquet"), FileFormat.PARQUET, "ts", SCHEMA)
+
+
+def csv_source(tmp_path: Path) -> BatchSourceSpec:
+    frame = pl.DataFrame(DATA).with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%S%:z"))
+    frame.write_csv(tmp_path / "tx.csv")
+    return BatchSourceSpec("tx", str(tmp_path / "tx.csv"), FileFormat.CSV, "ts", SCHEMA)
+
+
+def job(source: BatchSourceSpec, view: FeatureViewSpec, days: int = 1) -> MaterializationJob:
+    return MaterializationJob("j1", "ws", view, source, ("user_id",), T0, T0 + timedelta(days=days), 1,
+                              Compute.RIFT, JobTrigger.BACKFILL)
+
+
+SQL = TransformationSpec(TransformationMode.SQL, "SELECT user_id, ts, amount * 10 AS tenfold FROM source")
+ROWS_VIEW = FeatureViewSpec("spend", ("user",), "tx", (FeatureSpec("tenfold", "tenfold", DType.FLOAT64),),
+                            kind=FeatureViewKind.BATCH, transformation=SQL, batch_schedule_s=86_400)
+
+
+def test_parquet_rows_of_the_range_through_the_sql_transformation(tmp_path: Path) -> None:
+    out = run_job(job(parquet_source(tmp_path), ROWS_VIEW))
+    assert out.source_rows == 3  # the row at +30 h is in the next day's job
+    assert [(r.entity_key, r.event_time, dict(r.values)) for r in out.rows] == [
+        (("u1",), T0 + timedelta(hours=1), {"tenfold": 10.0}), (("u2",), T0 + timedelta(hours=2), {"tenfold": 20.0}),
+        (("u1",), T0 + timedelta(hours=3), {"tenfold": 30.0})]
+    lineage = out.lineage
+    assert (lineage.topic, lineage.first_offset, lineage.last_offset) == (str(tmp_path / "tx.parquet"), 0, 2)
+
+
+def test_csv_sources_read_the_same(tmp_path: Path) -> None:
+    parquet = run_job(job(parquet_source(tmp_path), ROWS_VIEW, days=2))
+    csv = run_job(job(csv_source(tmp_path), ROWS_VIEW, days=2))
+    assert csv.rows == parquet.rows
+    assert len(csv.rows) == 4
+
+
+def test_aggregates_become_tile_deltas(tmp_path: Path) -> None:
+    view = FeatureViewSpec("total", ("user",), "tx", (), kind=FeatureViewKind.BATCH, batch_schedule_s=86_400,
+                           aggregates=(AggregateSpec("total", "amount", "sum", LifetimeWindowSpec()),),
+                           aggregation_interval_s=86_400)
+    out = run_job(job(parquet_source(tmp_path), view, days=2))
+    assert out.rows == ()
+    tiles = {(d.entity_key, d.tile.tile) for d in out.tiles}
+    assert tiles == {(("u1",), T0.timestamp()), (("u2",), T0.timestamp()), (("u1",), T0.timestamp() + 86_400)}
+
+
+async def test_rift_audits_the_batch_rows_and_sends_writes_and_status(tmp_path: Path) -> None:
+    message = CODEC.message(job(parquet_source(tmp_path), ROWS_VIEW), producer=Component.CONTROL_PLANE,
+                            workspace="ws")
+    decision = await job_decision(Component.RIFT, CODEC, message)
+    bodies = [o.message.body for o in decision.outputs]
+    assert [type(b) for b in bodies] == [WriteOnlineRows, WriteOfflineRows, JobStatusReported]
+    status = bodies[-1]
+    assert (status.state, status.source_rows, status.rows_written) == (JobState.SUCCEEDED, 3, 3)
+    assert [(a.flow, a.row_count) for a in decision.consumed_audits] == [(Flow.F6, 3)]
+    assert all(o.message.envelope.causation_id == message.envelope.event_id for o in decision.outputs)
+    tiles_only = [b for b in bodies if isinstance(b, WriteTiles)]
+    assert tiles_only == []
+
+
+async def test_external_compute_crosses_no_plane_and_a_failing_job_writes_nothing(tmp_path: Path) -> None:
+    ok = CODEC.message(job(parquet_source(tmp_path), ROWS_VIEW), producer=Component.CONTROL_PLANE, workspace="ws")
+    assert (await job_decision(Component.EXTERNAL_COMPUTE, CODEC, ok)).consumed_audits == []
+    missing = BatchSourceSpec("tx", str(tmp_path / "nothing-*.parquet"), FileFormat.PARQUET, "ts", SCHEMA)
+    bad = CODEC.message(job(missing, ROWS_VIEW), producer=Component.CONTROL_PLANE, workspace="ws")
+    decision = await job_decision(Component.RIFT, CODEC, bad)
+    assert [type(o.message.body) for o in decision.outputs] == [JobStatusReported]
+    status = decision.outputs[0].message.body
+    assert status.state is JobState.FAILED
+    assert status.error
