@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import random
 import shutil
@@ -94,12 +93,14 @@ def fresh_deployment(scenario: Scenario) -> Iterator[Target]:
         key = client.read_key_file(client.admin_key_path(state_dir))
         if key is None:
             raise RuntimeError(f"the fresh deployment wrote no admin key in {state_dir}")
-        default_age = next(f.default for f in dataclasses.fields(Settings) if f.name == "serving_cache_max_age_s")
+        # `up` leaves the serving cache at the Settings default; this is the age the deployment enforces.
+        cache_age = Settings(bootstrap_servers=info.bootstrap_servers, state_dir=state_dir).serving_cache_max_age_s
         yield Target("fresh", Connection(info.bootstrap_servers, TopicNames(prefix), info.gateway_url), key,
-                     scenario.workspace, state_dir, float(default_age))  # type: ignore[arg-type]
+                     scenario.workspace, state_dir, cache_age)
     finally:
         say("stopping the fresh deployment")
         supervisor.stop_background(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def call(target: Target, method: str, path: str, body: Any = None, key: str | None = None) -> tuple[int, Any]:
@@ -343,7 +344,6 @@ def run(options: ReplayOptions) -> dict[str, Any]:
             state_dir = target.state_dir
             assert state_dir is not None
             observed = replay(scenario, target, stop=lambda: supervisor.stop_background(state_dir))
-        shutil.rmtree(state_dir, ignore_errors=True)
     report = build_report(observed)
     write_report(report, options.out_dir)
     return report
