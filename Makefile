@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FP := $(VENV)/bin/featureplane
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install kafka-jars lint test unit integration demo down status clean bench
+.PHONY: install kafka-jars chromium lint test unit integration demo down status clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "featureplane needs Python 3.11+"'
@@ -20,18 +20,25 @@ install: $(STAMP)
 kafka-jars: $(STAMP)
 	$(PY) -m deploy.kafka fetch
 
+# Headless Chromium (Debian's package) opens the replay report in tests/integration/test_replay.py;
+# installed here when missing and we are root (as in CI), otherwise we say how.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+	  else echo "the tests need headless Chromium: sudo apt-get install --no-install-recommends chromium"; exit 1; fi; }
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: install kafka-jars lint
+test: install kafka-jars chromium lint
 	$(PY) -m pytest
 
 unit: install
 	$(PY) -m pytest tests/unit
 
-integration: install kafka-jars
+integration: install kafka-jars chromium
 	$(PY) -m pytest tests/integration
 
 demo: install kafka-jars

@@ -15,6 +15,7 @@ from typing import Any
 
 from actors.settings import store_dir
 from deploy import client, supervisor
+from deploy import replay as scenario_replay
 from deploy.kafka import pid_alive
 from deploy.lineage import offline_lineage
 from deploy.runinfo import DEFAULT_STATE_DIR, RunInfo
@@ -279,6 +280,31 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run a scenario on a fresh deployment (or --against a running one) and write its report."""
+    options = scenario_replay.ReplayOptions(Path(args.scenario), Path(args.out or f"replay-{Path(args.scenario).stem}"))
+    if args.against:
+        conn = _connection(args)
+        info = RunInfo.read(args.state_dir.resolve())
+        known = info is not None and info.gateway_url.rstrip("/") == args.against.rstrip("/")
+        options = scenario_replay.ReplayOptions(options.scenario, options.out_dir, args.against, _api_key(args),
+                                       conn.bootstrap_servers, conn.topics.prefix,
+                                       args.state_dir.resolve() if known else None)
+    report = scenario_replay.run(options)
+    failed = [e["what"] for e in report["expectations"] if not e["met"]]
+    print(f"scenario {report['scenario']}: {'passed' if not failed else 'FAILED'} (digest {report['digest']})")
+    for flow in report["flows"]:
+        print(f"  {flow['flow']} {flow['outcome']:<7} messages={flow['messages']:<6} rows={flow['rows']:<6} "
+              f"bytes={flow['bytes']:<8} principals={','.join(flow['principals'])}")
+    for check in report["invariants"]:
+        print(f"  invariant {check['status']:<9} {check['name']}: {check['detail']}")
+    for misuse in report["misuse"]:
+        print(f"  misuse {'flagged' if misuse['flagged'] else 'NOT FLAGGED'}: {misuse['name']}")
+    for what in failed:
+        print(f"  NOT MET: {what}")
+    return 0 if not failed else 1
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Walk the audit log's hash chain in its store (read-only, beside the running writer)."""
     conn = _connection(args)
@@ -437,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--workspace", help="default: the selected workspace, else prod")
     jobs.add_argument("--feature-view", dest="feature_view")
     jobs.set_defaults(func=cmd_jobs)
+
+    replay_cmd = sub.add_parser("replay", help="run a scenario and write its audit report (JSON and HTML)")
+    replay_cmd.add_argument("scenario", help="a scenario file, e.g. scenarios/quickstart.yaml")
+    replay_cmd.add_argument("--against", help="gateway URL of a running deployment (default: start a fresh one)")
+    replay_cmd.add_argument("--out", help="folder for report.json and report.html (default: replay-<name>)")
+    replay_cmd.set_defaults(func=cmd_replay)
     return parser
 
 

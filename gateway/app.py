@@ -16,7 +16,7 @@ from actors.components.feature_server import FeatureServer
 from events.access import Action
 from events.errors import FeatureplaneError, InvalidRequest
 from events.flows import Flow
-from gateway import admin, ingest
+from gateway import admin, ingest, ui
 from gateway.auth import SERVER_KEY, caller
 from gateway.errors import error_response, response_for
 from gateway.tecton import (
@@ -180,4 +180,5 @@ def create_app(server: FeatureServer) -> web.Application:
     app.router.add_post("/api/v1/lineage", lineage)
     app.router.add_get("/api/v1/lineage/writes/{write_id}", lineage_of_write)
     admin.add_routes(app)
+    ui.add_routes(app)
     return app
