@@ -13,11 +13,11 @@ view's `ttl` is not applied to them (as in serving). Ties on equal event times g
 Times are integer UTC microseconds here; the engine's float seconds are exact to well below a
 microsecond for any date before year 2200, so every comparison comes out the same as in serving.
 
-How it scales: rows and events are grouped by entity and sorted by time once. The tiles an event's window
-needs are an index range into its entity's sorted tiles, found for all events at once by one sort; as
-the events of an entity move forward in time the range only moves forward, so a two-stack sliding-window
-queue merges each tile a constant number of times (amortized) instead of once per event. Python runs only
-the engine's own update/merge/finalize, O(rows + events) per aggregate (and per window of a series).
+How it scales (`sdk.offline_tiles`): rows and events are grouped by entity and sorted by time once; an
+event's window is a range of positions in its entity's sorted rows, found for all events by one sort per
+distinct window bound. Counts, and sums and means of integers, are differences of running totals
+(vectorized); every other function merges tile states with the engine, in one forward sweep per
+aggregate, O(rows + events), never once per (event, row).
 """
 
 from __future__ import annotations
