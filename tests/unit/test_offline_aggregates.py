@@ -200,3 +200,24 @@ def test_a_view_never_written_gives_empty_windows(tmp_path: Path) -> None:
         offline = OfflineFeatures(store, workspace_of(_repo(view), "prod"))
         result = offline.get_features_for_events(_events_frame(["u1"], [T0]), "svc", "ts")
     assert result.row(0)[2:] == (0, None, None)
+
+
+def test_a_service_mixing_attribute_and_aggregated_views_keeps_the_events_order(tmp_path: Path) -> None:
+    spend = FeatureViewSpec("spend", ("user",), "src", (), aggregates=SPECS[:1], aggregation_interval_s=3600)
+    last = FeatureViewSpec("last", ("user",), "src", (FeatureSpec("amount", "amount", DType.INT64),))
+    repo = RepoSpec(entities=(EntitySpec("user", ("user_id",)),), feature_views=(spend, last),
+                    feature_services=(FeatureServiceSpec("svc", ("last", "spend")),))
+    rows = tuple(FeatureRow(("u1",), T0 + timedelta(minutes=m), {"amount": m}) for m in (10, 70, 130))
+    with ParquetOfflineStore(tmp_path / "offline") as store:
+        store.append([OfflineWrite(Coordinates("w", 0, i), "prod",
+                                   WriteOfflineRows(view, ("user_id",), rows, SourceRange("s", 0, i, i)), f"e{i}")
+                      for i, view in enumerate(("spend", "last"))])
+        offline = OfflineFeatures(store, workspace_of(repo, "prod"))
+        asked = [T0 + timedelta(hours=3), T0 + timedelta(minutes=71), T0, T0 + timedelta(hours=2)]
+        result = offline.get_features_for_events(
+            pl.DataFrame({"n": [1, 2, 3, 4], "user_id": ["u1"] * 4, "ts": asked}), "svc", "ts")
+    assert result.columns == ["n", "user_id", "ts", "last__amount", "spend__count_2h"]
+    assert result["n"].to_list() == [1, 2, 3, 4]
+    assert result["last__amount"].to_list() == [130, 70, None, 70]
+    # two hours ending at the last full hour: 03:00 sees 01:10 and 02:10, 01:11 sees 00:10, 02:00 sees both
+    assert result["spend__count_2h"].to_list() == [2, 1, 0, 2]
