@@ -216,7 +216,8 @@ def _of_entities(rows: pl.LazyFrame, entities: pl.DataFrame, plan: Plan) -> pl.L
     # A key that does not fit the stored type matches no stored row: the non-strict cast makes it null,
     # and null keys never join.
     keys = entities.lazy().select(pl.col(k).cast(stored[k], strict=False) for k in plan.join_keys).unique()
-    return rows.join(keys, on=list(plan.join_keys), how="semi")
+    # maintain_order: rows of equal event times must stay in write order (the later write is newer)
+    return rows.join(keys, on=list(plan.join_keys), how="semi", maintain_order="left")
 
 
 def _instant(value: object, label: str) -> datetime:
