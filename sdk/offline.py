@@ -162,9 +162,6 @@ class OfflineFeatures:
         if view.kind is FeatureViewKind.REALTIME:
             raise InvalidRequest(f"feature view '{name}' is a realtime view: offline retrieval does not run "
                                  f"realtime transformations yet")
-        if view.aggregates and view.kind is not FeatureViewKind.STREAM:
-            raise InvalidRequest(f"feature view '{name}' is a {view.kind.value} view with aggregates: those are "
-                                 f"not materialized offline yet")
         if not view.offline:
             raise InvalidRequest(f"feature view '{name}' has offline=False: its rows are not kept offline")
         if view.aggregates:

@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from actors.auditing import make_record
-from actors.components.tiling import TileBuilder
+from actors.components.tiling import TileBuilder, aggregate_input
 from actors.outbox import Outbound
 from actors.runtime import Decision
 from events.codec import Codec
@@ -50,6 +50,8 @@ class JobOutput:
     source_bytes: int
     source_digest: str
     lineage: SourceRange  # the source path and the first and last row (in file order) the job read
+    # aggregated views: the input rows kept offline, from which training data computes the aggregates
+    aggregate_inputs: tuple[FeatureRow, ...] = ()
 
 
 def scan_source(source: BatchSourceSpec) -> pl.LazyFrame:
@@ -99,20 +101,25 @@ def run_job(job: MaterializationJob) -> JobOutput:
         raise FeatureplaneError(f"the output of '{view.name}' lacks '{ts}' or a join key {list(job.join_keys)}")
     result = result.with_columns(_as_utc(pl.col(ts), result.schema[ts]))
     rows: list[FeatureRow] = []
+    inputs: list[FeatureRow] = []
     tiles = TileBuilder(view) if view.aggregates else None
     for record in result.iter_rows(named=True):
         key = tuple(_scalar(record[k]) for k in job.join_keys)
         if any(k is None for k in key):
             continue  # a row without its entity cannot be served or joined
         event_time: datetime = record[ts]
-        if tiles is not None:
-            tiles.add(key, event_time, {c: _scalar(v) for c, v in record.items()})
-        else:
+        if tiles is None:
             rows.append(FeatureRow(key, event_time, {f.name: _scalar(record.get(f.column)) for f in view.features}))
+            continue
+        if view.feature_start_time is not None and event_time < view.feature_start_time:
+            continue  # as in stream views: aggregates (lifetime windows too) count from feature_start_time on
+        fields = {c: _scalar(v) for c, v in record.items()}
+        tiles.add(key, event_time, fields)
+        inputs.append(aggregate_input(job.join_keys, view, FeatureRow(key, event_time, {}), fields))
     payload = io.BytesIO()
     frame.write_ipc(payload)
     return JobOutput(tuple(rows), tiles.deltas() if tiles else (), frame.height, len(payload.getvalue()),
-                     hashlib.sha256(payload.getvalue()).hexdigest(), lineage)
+                     hashlib.sha256(payload.getvalue()).hexdigest(), lineage, tuple(inputs))
 
 
 def _scalar(value: Any) -> Scalar:
@@ -137,6 +144,9 @@ def _writes(job: MaterializationJob, output: JobOutput) -> list[tuple[Any, Any]]
             writes.append((OFFLINE_WRITES, WriteOfflineRows(view.name, job.join_keys, chunk, found)))
     if view.online:
         writes += [(ONLINE_WRITES, WriteTiles(view.name, chunk, found)) for chunk in _chunks(output.tiles)]
+    if view.offline:
+        writes += [(OFFLINE_WRITES, WriteOfflineRows(view.name, job.join_keys, chunk, found))
+                   for chunk in _chunks(output.aggregate_inputs)]
     return writes
 
 

@@ -19,7 +19,7 @@ import structlog
 from actors.auditing import make_record
 from actors.bus import Record
 from actors.components.batch_job import job_decision
-from actors.components.tiling import TileBuilder, aggregates_stream
+from actors.components.tiling import TileBuilder, aggregate_input, aggregates_stream
 from actors.components.transform import Reader, transform_records
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound
@@ -153,14 +153,6 @@ class Materialized:
                 self.tiles.setdefault(key, TileBuilder(view)).add(row.entity_key, row.event_time, fields)
             if view.offline:
                 self.aggregate_inputs[key].append(aggregate_input(ws.join_keys(view), view, row, fields))
-
-
-def aggregate_input(join_keys: Sequence[str], view: FeatureViewSpec, row: FeatureRow,
-                    fields: Mapping[str, Scalar]) -> FeatureRow:
-    """An aggregated view's offline row: entity key, event time and each aggregate input column once (a
-    column that is a join key is in the entity key already)."""
-    columns = dict.fromkeys(a.column for a in view.aggregates if a.column not in join_keys)
-    return FeatureRow(row.entity_key, row.event_time, {c: fields.get(c) for c in columns})
 
 
 class RiftWorker:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from engine import Aggregator, FeatureValue, aggregator_for, epoch_seconds, evaluate, read_span, tile_key
-from events.data import EntityKey, Scalar, TileDelta, TileState
+from events.data import EntityKey, FeatureRow, Scalar, TileDelta, TileState
 from events.specs import FeatureViewKind, FeatureViewSpec
 
 
@@ -70,3 +70,11 @@ def aggregate_values(view: FeatureViewSpec, tiles: Sequence[TileState], request_
             merged[tile.tile] = aggregator.merge(merged[tile.tile], state) if tile.tile in merged else state
         values.append(evaluate(aggregator, spec.window, view.aggregation_interval_s, merged, seconds))
     return values
+
+
+def aggregate_input(join_keys: Sequence[str], view: FeatureViewSpec, row: FeatureRow,
+                    fields: Mapping[str, Scalar]) -> FeatureRow:
+    """An aggregated view's offline row: entity key, event time and each aggregate input column once (a
+    column that is a join key is in the entity key already)."""
+    columns = dict.fromkeys(a.column for a in view.aggregates if a.column not in join_keys)
+    return FeatureRow(row.entity_key, row.event_time, {c: fields.get(c) for c in columns})

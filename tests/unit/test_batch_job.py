@@ -80,6 +80,20 @@ def test_aggregates_become_tile_deltas(tmp_path: Path) -> None:
     assert out.rows == ()
     tiles = {(d.entity_key, d.tile.tile) for d in out.tiles}
     assert tiles == {(("u1",), T0.timestamp()), (("u2",), T0.timestamp()), (("u1",), T0.timestamp() + 86_400)}
+    # offline, the inputs the aggregates read, from which training data computes them at each event's time
+    assert [(r.entity_key, r.event_time, dict(r.values)) for r in out.aggregate_inputs] == [
+        ((u,), t, {"amount": a}) for u, a, t in zip(DATA["user_id"], DATA["amount"], DATA["ts"], strict=True)]
+
+
+def test_aggregate_views_skip_events_before_their_feature_start_time(tmp_path: Path) -> None:
+    view = FeatureViewSpec("total", ("user",), "tx", (), kind=FeatureViewKind.BATCH, batch_schedule_s=86_400,
+                           aggregates=(AggregateSpec("total", "amount", "sum", LifetimeWindowSpec()),),
+                           aggregation_interval_s=86_400, feature_start_time=T0 + timedelta(hours=2))
+    out = run_job(job(parquet_source(tmp_path), view, days=2))
+    assert [r.event_time for r in out.aggregate_inputs] == [T0 + timedelta(hours=h) for h in (2, 3, 30)]
+    day1 = T0.timestamp()
+    assert {(d.entity_key, d.tile.tile): d.tile.states for d in out.tiles} == {
+        (("u2",), day1): (2.0,), (("u1",), day1): (3.0,), (("u1",), day1 + 86_400): (4.0,)}  # u1's +1 h is out
 
 
 async def test_rift_audits_the_batch_rows_and_sends_writes_and_status(tmp_path: Path) -> None:

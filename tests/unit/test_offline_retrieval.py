@@ -281,7 +281,6 @@ def test_results_convert_to_pandas(writer: Writer, offline: OfflineFeatures) -> 
 @pytest.mark.parametrize(("service", "error", "words"), [
     ("nope", UnknownFeatureService, "feature service 'nope' does not exist in workspace 'prod'"),
     ("dangling", UnknownFeatureView, "feature view 'deleted_view' (asked for by feature service 'dangling')"),
-    ("spend", InvalidRequest, "'spend' is a batch view with aggregates: those are not materialized offline yet"),
     ("scored", InvalidRequest, "'scored' is a realtime view"),
     ("online_only", InvalidRequest, "'online_only' has offline=False"),
 ])
@@ -349,7 +348,6 @@ def test_range_reads_of_a_view_never_written_are_empty_but_typed(offline: Offlin
 
 @pytest.mark.parametrize(("call", "error", "words"), [
     (lambda o: o.get_features_in_range("nope", T0, T0), UnknownFeatureView, "feature view 'nope'"),
-    (lambda o: o.get_features_in_range("spend", T0, T0), InvalidRequest, "not materialized offline"),
     (lambda o: o.get_features_in_range("users", T0, T0 - US), InvalidRequest, "is before start"),
     (lambda o: o.get_features_in_range("users", T0.date(), T0), InvalidRequest, "start must be a datetime"),
     (lambda o: o.get_features_in_range("users", T0, T0 + US, pl.DataFrame({"user": ["u1"]})), InvalidRequest,
