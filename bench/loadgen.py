@@ -23,13 +23,15 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
     first_error: str = ""
+    marked: int = 0  # occurrences of the caller's marker in the answers (e.g. a serving status)
 
     def summary(self, items_per_request: int = 1) -> dict[str, Any]:
         ok = len(self.latencies_ms)
         result: dict[str, Any] = {"concurrency": self.concurrency, "requests": ok, "errors": self.errors,
                                   "seconds": round(self.seconds, 3),
                                   "requests_per_s": ok / self.seconds if self.seconds else 0.0,
-                                  "items_per_s": ok * items_per_request / self.seconds if self.seconds else 0.0}
+                                  "items_per_s": ok * items_per_request / self.seconds if self.seconds else 0.0,
+                                  "marked": self.marked}
         if ok:
             result.update(latency_summary(self.latencies_ms))
         if self.first_error:
@@ -38,7 +40,7 @@ class LoadResult:
 
 
 async def _client(http: aiohttp.ClientSession, url: str, bodies: Sequence[bytes], start: int, stride: int,
-                  stop_at: float, budget: list[int], result: LoadResult) -> None:
+                  stop_at: float, budget: list[int], result: LoadResult, marker: bytes | None) -> None:
     index = start
     while time.perf_counter() < stop_at and budget[0] > 0:
         budget[0] -= 1
@@ -47,20 +49,23 @@ async def _client(http: aiohttp.ClientSession, url: str, bodies: Sequence[bytes]
         began = time.perf_counter()
         try:
             async with http.post(url, data=body) as response:
-                await response.read()
+                answer = await response.read()
                 ok = response.status == 200
                 status = f"HTTP {response.status}"
         except aiohttp.ClientError as exc:
             ok, status = False, repr(exc)
         if ok:
             result.latencies_ms.append((time.perf_counter() - began) * 1000)
+            if marker is not None:
+                result.marked += answer.count(marker)
         else:
             result.errors += 1
             result.first_error = result.first_error or status
 
 
 async def closed_loop(url: str, bodies: Sequence[bytes], concurrency: int, *, duration_s: float,
-                      max_requests: int = sys.maxsize, headers: Mapping[str, str] | None = None) -> LoadResult:
+                      max_requests: int = sys.maxsize, headers: Mapping[str, str] | None = None,
+                      marker: bytes | None = None) -> LoadResult:
     """`concurrency` clients post `bodies` round-robin to `url` for `duration_s` (or `max_requests` in all)."""
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     all_headers = {"Content-Type": "application/json", **(headers or {})}
@@ -68,7 +73,8 @@ async def closed_loop(url: str, bodies: Sequence[bytes], concurrency: int, *, du
     async with aiohttp.ClientSession(connector=connector, headers=all_headers) as http:
         began = time.perf_counter()
         budget = [max_requests]
-        await asyncio.gather(*(_client(http, url, bodies, i, concurrency, began + duration_s, budget, result)
+        await asyncio.gather(*(_client(http, url, bodies, i, concurrency, began + duration_s, budget, result,
+                                       marker)
                                for i in range(concurrency)))
         result.seconds = time.perf_counter() - began
     return result
