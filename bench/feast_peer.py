@@ -75,14 +75,17 @@ class FeastPeer:
         self.bin = venv.resolve() / "bin"
         self.root = root.resolve()
 
-    def write_repo(self, history: pl.DataFrame, features: Sequence[tuple[str, str]]) -> None:
+    def write_repo(self, history: pl.DataFrame, features: Sequence[tuple[str, str]]) -> Path:
+        """The repo over `history` (its Parquet file, returned, is the file source)."""
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         for name in ("registry.db", "online.db"):
             (self.root / "data" / name).unlink(missing_ok=True)
         store_yaml, features_py = feature_repo_text(self.root, features)
         (self.root / "feature_store.yaml").write_text(store_yaml)
         (self.root / "features.py").write_text(features_py)
-        history.write_parquet(self.root / "data" / "history.parquet")
+        path = self.root / "data" / "history.parquet"
+        history.write_parquet(path)
+        return path
 
     def apply(self) -> float:
         began = time.perf_counter()
@@ -92,10 +95,8 @@ class FeastPeer:
     def materialize(self) -> dict[str, Any]:
         return self._task("materialize")
 
-    def historical(self, events: pl.DataFrame, repeats: int) -> dict[str, Any]:
-        path = self.root / "data" / "events.parquet"
-        events.write_parquet(path)
-        return self._task("historical", str(path), str(repeats))
+    def historical(self, events_parquet: Path, repeats: int) -> dict[str, Any]:
+        return self._task("historical", str(events_parquet.resolve()), str(repeats))
 
     @contextlib.contextmanager
     def serve(self, port: int, timeout_s: float = 120) -> Iterator[tuple[str, int]]:
