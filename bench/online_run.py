@@ -79,9 +79,9 @@ async def _profile(url: str, bodies: list[bytes], key: str, pid: int, seconds: f
 
 
 async def _serving(plan: OnlinePlan, deployment: Deployment, workdir: Path, events: list[dict[str, Any]],
-                   user_ids: list[str], say: Callable[[str], None], label: str) -> dict[str, Any]:
+                   user_ids: list[str], say: Callable[[str], None], label: str, key: str | None) -> dict[str, Any]:
     say(f"featureplane {label}: {len(events):,} events through the source topic ...")
-    key = await serving.load_data(deployment, workdir, events)
+    key = await serving.load_data(deployment, workdir, events, key)
     url = deployment.gateway_url
     single, batch = serving.single_bodies(user_ids, True), serving.batch_bodies(user_ids, BATCH)
     say(f"  warming (every key once, {BATCH} a request: batch reads fill the cache too), then single-key "
@@ -125,7 +125,7 @@ async def run_online(plan: OnlinePlan, workdir: Path, say: Callable[[str], None]
     handle = start_broker(BrokerConfig(workdir / "kafka-state", port=19192,
                                        libs_dir=REPO_ROOT / ".state" / "kafka" / "libs-4.4.0"))
     init_ray(workdir, log_to_driver=False)
-    serving_on = serving_off = None
+    serving_on = serving_off = key = None
     user_ids = [data.user_id(i) for i in range(plan.users)]
     try:
         deployment = await _deploy(handle, workdir, 60.0)
@@ -140,7 +140,7 @@ async def run_online(plan: OnlinePlan, workdir: Path, say: Callable[[str], None]
                     results["freshness"] = await online.freshness(deployment, topic, key, plan.freshness_samples)
             if "online" in plan.selected and history is not None:
                 events = data.stream_events(history, plan.users, plan.events_per_user, datetime.now(UTC))
-                serving_on = await _serving(plan, deployment, workdir, events, user_ids, say, "cache on")
+                serving_on = await _serving(plan, deployment, workdir, events, user_ids, say, "cache on", key)
                 serving_on["rss"] = component_rss(serving_on.pop("pids"), handle.pid)
         finally:
             await deployment.stop()
@@ -148,7 +148,7 @@ async def run_online(plan: OnlinePlan, workdir: Path, say: Callable[[str], None]
             deployment = await _deploy(handle, workdir, 0.0)
             try:
                 events = data.stream_events(history, plan.users, plan.events_per_user, datetime.now(UTC))
-                serving_off = await _serving(plan, deployment, workdir, events, user_ids, say, "cache off")
+                serving_off = await _serving(plan, deployment, workdir, events, user_ids, say, "cache off", None)
             finally:
                 await deployment.stop()
     finally:

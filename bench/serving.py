@@ -60,12 +60,12 @@ def batch_bodies(user_ids: Sequence[str], size: int) -> list[bytes]:
         "request_data": [{"join_key_map": {"user_id": user}} for user in group]}}).encode() for group in groups]
 
 
-async def load_data(deployment: Deployment, workdir: Path, events: list[dict[str, Any]]) -> str:
+async def load_data(deployment: Deployment, workdir: Path, events: list[dict[str, Any]], key: str | None) -> str:
     """Applies the serving repo, produces `events` to its source topic, waits until the last one is served;
-    returns the admin key."""
+    returns the admin key (`key`, else the one made here for a new deployment)."""
     settings = deployment.settings
     conn = Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url)
-    key = await bootstrap_admin(conn, None)
+    key = key or await bootstrap_admin(conn, None)
     topic = f"bench-serving-{uuid.uuid4().hex[:6]}"
     folder = workdir / f"serving-repo-{settings.topic_prefix}"
     folder.mkdir(parents=True, exist_ok=True)
