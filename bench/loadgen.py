@@ -78,3 +78,43 @@ async def closed_loop(url: str, bodies: Sequence[bytes], concurrency: int, *, du
                                for i in range(concurrency)))
         result.seconds = time.perf_counter() - began
     return result
+
+
+def arrival_offsets(rate_per_s: float, duration_s: float) -> list[float]:
+    """Seconds from the start at which an open-loop generator sends, evenly spaced at `rate_per_s`."""
+    if rate_per_s <= 0:
+        raise ValueError("the rate must be positive")
+    return [i / rate_per_s for i in range(int(rate_per_s * duration_s))]
+
+
+async def open_loop(url: str, bodies: Sequence[bytes], rate_per_s: float, *, duration_s: float,
+                    headers: Mapping[str, str] | None = None) -> LoadResult:
+    """Requests sent on a fixed schedule whatever the answers do; each latency counts from the request's
+    scheduled time, so a server that falls behind shows it (no coordinated omission)."""
+    result = LoadResult(0, 0.0)
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512), headers=all_headers) as http:
+
+        async def one(body: bytes, due: float) -> None:
+            try:
+                async with http.post(url, data=body) as response:
+                    await response.read()
+                    ok, status = response.status == 200, f"HTTP {response.status}"
+            except aiohttp.ClientError as exc:
+                ok, status = False, repr(exc)
+            if ok:
+                result.latencies_ms.append((time.perf_counter() - due) * 1000)
+            else:
+                result.errors += 1
+                result.first_error = result.first_error or status
+
+        began = time.perf_counter()
+        tasks = []
+        for index, offset in enumerate(arrival_offsets(rate_per_s, duration_s)):
+            delay = began + offset - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(bodies[index % len(bodies)], began + offset)))
+        await asyncio.gather(*tasks)
+        result.seconds = time.perf_counter() - began
+    return result

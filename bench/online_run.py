@@ -18,7 +18,7 @@ import polars as pl
 from actors.settings import Settings
 from bench import data, online, processes, profiling, serving
 from bench.feast_peer import FeastPeer, online_body
-from bench.loadgen import closed_loop
+from bench.loadgen import closed_loop, open_loop
 from deploy.cluster import Deployment, init_ray, shutdown_ray, start_deployment
 from deploy.kafka import REPO_ROOT, BrokerConfig, BrokerHandle, start_broker
 from stores.metadata_key import MetadataKey, write_key_file
@@ -94,6 +94,11 @@ async def _serving(plan: OnlinePlan, deployment: Deployment, workdir: Path, even
                                    plan.repeats, marker=CACHED)
     hit_rate = sum(p["marked"] for p in points) / max(1, sum(p["requests"] for p in points)) / \
         serving.FEATURES_PER_KEY
+    peak = max(p["requests_per_s"] for p in points)
+    say(f"  open loop at half the peak ({peak / 2:.0f} req/s) ...")
+    half = await open_loop(url + serving.GET_FEATURES, single, peak / 2, duration_s=max(plan.duration_s, 3),
+                           headers={"Authorization": f"Bearer {key}"})
+    half_point = {**half.summary(), "rate_per_s": peak / 2}
     say(f"  cache hit rate {hit_rate * 100:.1f} %; batch of {BATCH} keys ({label}) ...")
     batch_points = await serving.measure(url + serving.GET_FEATURES_BATCH, batch, key, plan.concurrencies,
                                          plan.duration_s, plan.repeats, items_per_request=BATCH)
@@ -102,7 +107,8 @@ async def _serving(plan: OnlinePlan, deployment: Deployment, workdir: Path, even
     say(f"  profiling the gateway (py-spy, {plan.profile_s:.0f} s) ...")
     spots = await _profile(url + serving.GET_FEATURES, single, key, gateway_pid, plan.profile_s,
                            workdir / f"profile-{label.replace(' ', '-')}.txt")
-    return {"single": points, "batch": batch_points, "hit_rate": hit_rate, "pids": pids, "profile": spots}
+    return {"single": points, "batch": batch_points, "hit_rate": hit_rate, "pids": pids, "profile": spots,
+            "half_peak": half_point}
 
 
 async def _feast(plan: OnlinePlan, peer: FeastPeer, user_ids: list[str],
@@ -161,6 +167,7 @@ async def run_online(plan: OnlinePlan, workdir: Path, say: Callable[[str], None]
             "single_cache_on": serving_on["single"], "single_cache_off": serving_off["single"],
             "batch_cache_on": serving_on["batch"], "batch_cache_off": serving_off["batch"],
             "feast_single": feast["single"], "feast_batch": feast["batch"],
+            "half_peak_cache_on": serving_on["half_peak"], "half_peak_cache_off": serving_off["half_peak"],
             "cache_hit_rate": serving_on["hit_rate"], "cache_off_hit_rate": serving_off["hit_rate"],
             "component_rss_mib": serving_on["rss"],
             "profile": {k: v for k, v in (("cache on", serving_on["profile"]),

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench import data, feast_peer, processes, profiling, report, serving
-from bench.loadgen import LoadResult
+from bench.loadgen import LoadResult, arrival_offsets
 from bench.stats import latency_summary, percentile, ratio
 from sdk.repo import load_repo
 
@@ -165,7 +165,7 @@ def test_report_shows_ratios_to_feast_at_the_same_concurrency() -> None:
     assert "| online single key, cache on (c=16) | 4,000 req/s, p50 1.00 / p99 3.00 ms | 400 req/s" in text
     assert "| 10.0x | >= 10x req/s |" in text.replace("≥", ">=")
     assert "online batch of 100 keys (c=16) | 4,500 entities/s" in text
-    assert "0.5x" in text  # batch, cache off: 4,500 against Feast's 9,000 entities/s
+    assert "0.50x" in text  # batch, cache off: 4,500 against Feast's 9,000 entities/s
     assert "99.0 %" in text
     assert "not measured yet" in text
     assert "| featureplane single, cache on | 1 | 500 | 500 | 1.00 | 2.00 | 3.00 | 5.0x |" in text
@@ -176,3 +176,17 @@ def test_point_at_falls_back_to_the_highest_concurrency() -> None:
     assert report.point_at(points, 16) == points[1]
     assert report.point_at(points, 1) == points[0]
     assert report.point_at([], 16) is None
+
+
+def test_open_loop_arrivals_are_evenly_spaced_at_the_rate() -> None:
+    offsets = arrival_offsets(4.0, 2.0)
+    assert offsets == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    with pytest.raises(ValueError, match="positive"):
+        arrival_offsets(0.0, 1.0)
+
+
+def test_report_shows_the_half_peak_latency_against_its_target() -> None:
+    full = _report()
+    full["online"]["half_peak_cache_on"] = {**_points({0: 2000.0})[0], "rate_per_s": 2000.0}
+    text = report.render(full)
+    assert "open loop at half our peak (2,000 req/s) | p50 1.00 / p99 3.00 ms" in text
