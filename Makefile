@@ -57,6 +57,9 @@ status: $(STAMP)
 clean: down
 	rm -rf .state
 
-# Benchmarks on this machine (medians of repeated runs); results in bench/results/latest.{json,md}.
+# Benchmarks on this machine, side by side with Feast (installed on first use into .state/feast-venv):
+# medians of repeated runs, results in bench/results/latest.{json,md}; under ~20 minutes.
+# One benchmark or a smoke run: make bench BENCH_ARGS="--only online --quick"
+BENCH_ARGS ?=
 bench: install kafka-jars
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)

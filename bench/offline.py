@@ -1,9 +1,15 @@
-"""Offline retrieval at scale: `get_features_for_events` for 1M events against 10M feature rows."""
+"""Offline retrieval at scale: `get_features_for_events` for 1M events against 10M feature rows.
+
+Runs in its own process so its peak RSS is its own:
+    python -m bench.offline WORKDIR EVENTS ROWS USERS REPEATS   (one JSON line out)
+"""
 
 from __future__ import annotations
 
+import json
 import resource
 import statistics
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,3 +67,8 @@ def run(workdir: Path, events: int, rows: int, users: int, repeats: int) -> dict
     return {"events": events, "feature_rows": rows, "users": users, "write_s": write_s,
             "seconds_median": statistics.median(times), "seconds_all": times, "peak_rss_mb": peak_rss_mb,
             "matched": int(result["spend__amount"].is_not_null().sum())}
+
+
+if __name__ == "__main__":
+    workdir, events, rows, users, repeats = sys.argv[1:6]
+    print(json.dumps(run(Path(workdir), int(events), int(rows), int(users), int(repeats))))

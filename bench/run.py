@@ -1,6 +1,7 @@
-"""`make bench`: every benchmark on this machine, medians of repeated runs, results in bench/results/.
+"""`make bench`: every benchmark on this machine, featureplane and Feast side by side in the same run;
+results in bench/results/latest.json and latest.md. Progress goes to stderr.
 
-    python -m bench.run [--only ingest|freshness|offline] [--quick]
+    python -m bench.run [--only NAME ...] [--quick]
 """
 
 from __future__ import annotations
@@ -11,20 +12,56 @@ import json
 import os
 import platform
 import shutil
+import statistics
+import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from actors.settings import Settings
-from bench import offline, online
-from deploy.cluster import init_ray, shutdown_ray, start_deployment
-from deploy.kafka import REPO_ROOT, BrokerConfig, start_broker
-from stores.metadata_key import MetadataKey, write_key_file
+from bench import data, feast_peer, materialize, report, startup
+from bench.feast_peer import FeastPeer
+from bench.online_run import OnlinePlan, run_online
+from deploy.kafka import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
 WORKDIR = REPO_ROOT / ".state" / "bench"
+FEAST_VENV = REPO_ROOT / ".state" / "feast-venv"
+BENCHMARKS = ("startup", "ingest", "freshness", "online", "materialize", "offline", "offline-feast")
+FEAST_NEEDED = {"online", "materialize", "offline-feast"}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    online_users: int  # users whose events are streamed into featureplane and read by the load generator
+    events_per_user: int
+    history_users: int  # the feature table both systems get (Feast materializes all of it)
+    rows_per_user: int
+    concurrencies: tuple[int, ...]
+    duration_s: float  # per load point and repeat
+    repeats: int
+    startup_repeats: int
+    ingest_events: int
+    freshness_samples: int
+    offline_events: int  # offline at scale: events x rows
+    offline_rows: int
+    side_events: int  # offline side by side: events against the history table
+    profile_s: float
+
+
+QUICK = Sizes(online_users=1_000, events_per_user=2, history_users=4_000, rows_per_user=5, concurrencies=(1, 16),
+              duration_s=1.5, repeats=1, startup_repeats=1, ingest_events=5_000, freshness_samples=30,
+              offline_events=100_000, offline_rows=1_000_000, side_events=100_000, profile_s=3)
+FULL = Sizes(online_users=10_000, events_per_user=3, history_users=40_000, rows_per_user=10,
+             concurrencies=(1, 4, 16, 32), duration_s=4, repeats=3, startup_repeats=2, ingest_events=20_000,
+             freshness_samples=200, offline_events=1_000_000, offline_rows=10_000_000, side_events=1_000_000,
+             profile_s=8)
+
+
+def say(text: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {text}", file=sys.stderr, flush=True)
 
 
 def machine() -> dict[str, Any]:
@@ -36,68 +73,91 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
-async def _online(only: str | None, quick: bool) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    folder = WORKDIR / "kafka-state"
-    handle = start_broker(BrokerConfig(folder, port=19192, libs_dir=REPO_ROOT / ".state" / "kafka" / "libs-4.4.0"))
-    init_ray(WORKDIR, log_to_driver=False)
-    key_file = WORKDIR / "metadata.key"
-    if not key_file.exists():
-        write_key_file(key_file, MetadataKey.generate())
-    settings = Settings(bootstrap_servers=handle.bootstrap, state_dir=WORKDIR / "state", gateway_port=0,
-                        topic_prefix=f"bench{int(time.time())}", metadata_key_file=key_file)
-    deployment = await start_deployment(settings)
-    try:
-        topic, key = await online.prepare(deployment, WORKDIR)
-        if only in (None, "ingest"):
-            print("ingest throughput ...", file=sys.stderr, flush=True)
-            results["ingest"] = await online.ingest_throughput(deployment, topic, key, 5_000 if quick else 20_000,
-                                                               3)
-        if only in (None, "freshness"):
-            print("freshness ...", file=sys.stderr, flush=True)
-            results["freshness"] = await online.freshness(deployment, topic, key, 30 if quick else 200)
-    finally:
-        await deployment.stop()
-        shutdown_ray()
-        handle.stop()
-    return results
+def _subprocess_json(argv: list[str]) -> dict[str, Any]:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO_ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} failed:\n{done.stderr[-3000:]}")
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
 
 
-def _markdown(report: dict[str, Any]) -> str:
-    lines = ["# featureplane benchmarks", "", f"Machine: {report['machine']}", "",
-             "| benchmark | result |", "|---|---|"]
-    if "ingest" in report:
-        r = report["ingest"]
-        lines.append(f"| ingest, source topic → online store (tx + audit on) | {r['events_per_s_median']:.0f} events/s "
-                     f"(median of {len(r['events_per_s_all'])} runs of {r['events_per_run']}) |")
-    if "freshness" in report:
-        r = report["freshness"]
-        lines.append(f"| freshness, produced → served | p50 {r['p50_ms']:.1f} ms, p90 {r['p90_ms']:.1f} ms, "
-                     f"p99 {r['p99_ms']:.1f} ms ({r['samples']} events, one at a time) |")
-    if "offline" in report:
-        r = report["offline"]
-        lines.append(f"| offline get_features_for_events, {r['events']:,} events x {r['feature_rows']:,} rows | "
-                     f"{r['seconds_median']:.2f} s median, peak RSS {r['peak_rss_mb']:.0f} MiB |")
-    return "\n".join(lines) + "\n"
+def run_startup(sizes: Sizes) -> dict[str, Any]:
+    runs = []
+    for i in range(sizes.startup_repeats):
+        say(f"start-up: featureplane up → ready ({i + 1}/{sizes.startup_repeats}) ...")
+        runs.append(startup.once(WORKDIR, gateway_port=18380, kafka_port=19392))
+        say(f"  ready in {runs[-1]['ready_s']:.1f} s, {runs[-1]['rss_mib']['total']:.0f} MiB RSS")
+    middle = sorted(runs, key=lambda r: r["ready_s"])[len(runs) // 2]
+    return {"ready_s_median": statistics.median(r["ready_s"] for r in runs),
+            "ready_s_all": [r["ready_s"] for r in runs], "rss_mib": middle["rss_mib"]}
+
+
+def run_offline_scale(sizes: Sizes) -> dict[str, Any]:
+    say(f"offline at scale: {sizes.offline_events:,} events x {sizes.offline_rows:,} rows (own process) ...")
+    return _subprocess_json([sys.executable, "-m", "bench.offline", str(WORKDIR / f"offline-{sizes.offline_rows}"),
+                             str(sizes.offline_events), str(sizes.offline_rows),
+                             str(max(sizes.offline_rows // 10, 1)), "3"])
+
+
+def run_offline_side(sizes: Sizes, peer: FeastPeer, history_path: Path) -> dict[str, Any]:
+    events_path = WORKDIR / f"events-{sizes.side_events}.parquet"
+    data.entity_events(sizes.side_events, sizes.history_users).write_parquet(events_path)
+    repeats = 3 if sizes.side_events < 1_000_000 else 2
+    say(f"offline side by side: featureplane, {sizes.side_events:,} events x {history_path.stem} (own process) ...")
+    store = WORKDIR / f"offline-side-{sizes.history_users}x{sizes.rows_per_user}"
+    shutil.rmtree(store, ignore_errors=True)
+    ours = _subprocess_json([sys.executable, "-m", "bench.offline_side", str(store), str(history_path),
+                             str(events_path), str(repeats)])
+    say(f"  {ours['seconds_median']:.2f} s; Feast get_historical_features (its venv) ...")
+    theirs = peer.historical(events_path, repeats)
+    say(f"  {theirs['seconds_median']:.2f} s (+{theirs['import_s']:.1f} s import)")
+    if ours["matched"] != theirs["matched"]:
+        say(f"  note: featureplane matched {ours['matched']:,} events, Feast {theirs['matched']:,}")
+    return {"history_rows": sizes.history_users * sizes.rows_per_user, "featureplane": ours, "feast": theirs}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run")
-    parser.add_argument("--only", choices=["ingest", "freshness", "offline"])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a quick look")
+    parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run only this one (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a few minutes")
     args = parser.parse_args()
+    selected = tuple(args.only or BENCHMARKS)
+    sizes = QUICK if args.quick else FULL
     WORKDIR.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"machine": machine()}
-    if args.only in (None, "ingest", "freshness"):
-        report.update(asyncio.run(_online(args.only, args.quick)))
-    if args.only in (None, "offline"):
-        print("offline retrieval ...", file=sys.stderr, flush=True)
-        events, rows = (100_000, 1_000_000) if args.quick else (1_000_000, 10_000_000)
-        report["offline"] = offline.run(WORKDIR / f"offline-{rows}", events, rows, max(rows // 10, 1), 3)
+    began = time.perf_counter()
+    result: dict[str, Any] = {"machine": machine(), "mode": "quick" if args.quick else "full",
+                              "sizes": asdict(sizes), "load_before": round(os.getloadavg()[0], 2)}
+    peer = history_path = history = None
+    if FEAST_NEEDED & set(selected):
+        result["feast_version"] = feast_peer.FEAST_VERSION
+        peer = FeastPeer(FEAST_VENV, WORKDIR / "feast-repo")
+        history = data.history(sizes.history_users, sizes.rows_per_user)
+        history_path = peer.write_repo(history, data.FEATURES)
+        say(f"feast apply ({history.height:,} feature rows) ...")
+        result["feast_apply_s"] = peer.apply()
+        say("feast materialize (all history rows into SQLite) ...")
+        feast_mat = peer.materialize()
+        say(f"  {feast_mat['rows_per_s']:,.0f} rows/s")
+        if "materialize" in selected:
+            result["materialize"] = {"feast": feast_mat,
+                                     "featureplane": materialize.featureplane_rows_per_s(history_path, WORKDIR)}
+    if "startup" in selected:
+        result["startup"] = run_startup(sizes)
+    if {"ingest", "freshness", "online"} & set(selected):
+        plan = OnlinePlan(selected, sizes.online_users, sizes.events_per_user, sizes.concurrencies, sizes.duration_s,
+                          sizes.repeats, sizes.ingest_events, sizes.freshness_samples, sizes.profile_s)
+        result.update(asyncio.run(run_online(plan, WORKDIR, say, history, peer)))
+    if "offline" in selected:
+        result["offline"] = run_offline_scale(sizes)
+    if "offline-feast" in selected and peer is not None and history_path is not None:
+        result["offline_vs_feast"] = run_offline_side(sizes, peer, history_path)
+    result["load_after"] = round(os.getloadavg()[0], 2)
+    result["seconds"] = round(time.perf_counter() - began, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, default=str))
-    (RESULTS / "latest.md").write_text(_markdown(report))
-    print(_markdown(report))
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2, default=str))
+    (RESULTS / "latest.md").write_text(report.render(result))
+    print(report.render(result))
+    say(f"done in {result['seconds']:.0f} s: bench/results/latest.json, latest.md")
     shutil.rmtree(WORKDIR / "kafka-state", ignore_errors=True)
     return 0
 
