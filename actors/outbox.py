@@ -33,27 +33,36 @@ async def publish(txn: Transaction, codec: Codec, names: TopicNames, sender: Com
     sender may not use is refused here: it is not sent, a `denied` audit record is, and the refusal is
     returned (the rest goes on).
     """
+    return (await publish_groups(txn, codec, names, sender, [(outputs, extra_audits)]))[0]
+
+
+async def publish_groups(txn: Transaction, codec: Codec, names: TopicNames, sender: Component,
+                         groups: Sequence[tuple[Sequence[Outbound], Sequence[AuditRecord]]]) -> list[list[FlowDenied]]:
+    """`publish` for several callers' outputs at once, with two sends in all (the outputs, then every
+    audit record) instead of two per caller; each caller gets its own refusals back."""
     allowed: list[tuple[Outbound, bytes]] = []
     audits: list[AuditRecord] = []
-    refused: list[FlowDenied] = []
-    for output in outputs:
-        payload = codec.encode(output.message)
-        try:
-            outbound_flow(sender, output.topic, output.message.body)
-        except FlowDenied as denied:
-            refused.append(denied)
-            audits.append(audit_denied(sender, output.topic, output.message.envelope, output.message.body,
-                                       payload, denied))
-            structlog.get_logger().error("flow_denied", sender=str(sender), topic=output.topic.base,
-                                         flow=denied.flow, reason=denied.message)
-            continue
-        allowed.append((output, payload))
+    refused: list[list[FlowDenied]] = []
+    for outputs, _ in groups:
+        refused.append([])
+        for output in outputs:
+            payload = codec.encode(output.message)
+            try:
+                outbound_flow(sender, output.topic, output.message.body)
+            except FlowDenied as denied:
+                refused[-1].append(denied)
+                audits.append(audit_denied(sender, output.topic, output.message.envelope, output.message.body,
+                                           payload, denied))
+                structlog.get_logger().error("flow_denied", sender=str(sender), topic=output.topic.base,
+                                             flow=denied.flow, reason=denied.message)
+                continue
+            allowed.append((output, payload))
     coords = await txn.send_all([Outgoing(names.name(o.topic), p, o.topic.key(o.message)) for o, p in allowed])
     audits = [
         a for (o, p), c in zip(allowed, coords, strict=True)
         if (a := audit_sent(sender, o.topic, o.message.envelope, o.message.body, p, c)) is not None
     ] + audits
-    audits.extend(extra_audits)
+    audits.extend(a for _, extra in groups for a in extra)
     if audits:
         await txn.send_all([_audit_message(codec, names, sender, a) for a in audits])
     return refused

@@ -23,7 +23,8 @@ from actors.components.ingest import IngestPlan, plan_ingest
 from actors.components.realtime import compute, input_types, is_realtime, missing_request_fields
 from actors.components.tiling import aggregate_values, served_from_tiles, tile_range
 from actors.follower import RegistryFollower
-from actors.outbox import Outbound, publish
+from actors.group_commit import GroupCommit
+from actors.outbox import Outbound
 from actors.replies import ReplyRouter
 from events.audit import AuditLogAnswered, AuditRecord, Outcome, QueryAuditLog
 from events.codec import CODEC, Codec
@@ -114,6 +115,8 @@ class ServedFeatures:
     features: tuple[ServedFeature, ...]
     request: Envelope  # the get-features request as the platform saw it: lineage starts here
     service: str
+    # audit records still to send with the response's own (F1 of a request the cache answered whole)
+    unaudited: tuple[AuditRecord, ...] = ()
 
     def value_count(self) -> int:
         return len(self.features)
@@ -124,6 +127,7 @@ class ServedBatch:
     rows: tuple[tuple[ServedFeature, ...], ...]  # one per requested entity, in request order
     request: Envelope
     service: str
+    unaudited: tuple[AuditRecord, ...] = ()
 
     def value_count(self) -> int:
         return sum(len(row) for row in self.rows)
@@ -247,33 +251,39 @@ class FeatureServer:
                                           names.name(ONLINE_CHANGELOG)], replica_id, codec,
                                     on_message=self._follow_changelog)
         self._producer: TransactionalProducer | None = None
+        self._commits: GroupCommit | None = None
 
     async def start(self) -> None:
         await self.follower.start()
         await self._replies.start()
         self._producer = await self._bus.transactional_producer(
             f"{self._names.prefix}.feature-server.{self.replica_id}")
+        self._commits = GroupCommit(self._producer, self._codec, self._names, self.component)
 
     async def close(self) -> None:
         await self._replies.close()
         await self.follower.close()
+        if self._commits is not None:
+            await self._commits.close()
         if self._producer is not None:
             await self._producer.close()
 
     async def get_features(self, request: FeatureRequest) -> ServedFeatures:
-        rows, received, service = await self._serve(request, [request.join_keys], [request.request_context])
-        return ServedFeatures(rows[0], received, service)
+        rows, received, service, unaudited = await self._serve(request, [request.join_keys],
+                                                               [request.request_context])
+        return ServedFeatures(rows[0], received, service, unaudited)
 
     async def get_features_batch(self, request: FeatureRequest, key_maps: Sequence[Mapping[str, Scalar]],
                                  contexts: Sequence[Mapping[str, Scalar]] | None = None) -> ServedBatch:
         """Many entities in one read request to the store (Tecton's get-features-batch); `contexts` are
         the request contexts of the entities (default: the request's own for every one)."""
-        rows, received, service = await self._serve(request, key_maps,
-                                                     contexts or [request.request_context] * len(key_maps))
-        return ServedBatch(tuple(rows), received, service)
+        rows, received, service, unaudited = await self._serve(
+            request, key_maps, contexts or [request.request_context] * len(key_maps))
+        return ServedBatch(tuple(rows), received, service, unaudited)
 
     async def _serve(self, request: FeatureRequest, key_maps: Sequence[Mapping[str, Scalar]],
-                     contexts: Sequence[Mapping[str, Scalar]]) -> tuple[list[tuple[ServedFeature, ...]], Envelope, str]:
+                     contexts: Sequence[Mapping[str, Scalar]],
+                     ) -> tuple[list[tuple[ServedFeature, ...]], Envelope, str, tuple[AuditRecord, ...]]:
         ws, service = await self._resolve(request.workspace, request.feature_service)
         for context in contexts:
             check_request_context(ws, service, context)
@@ -286,7 +296,7 @@ class FeatureServer:
         f1 = make_record(Flow.F1, Component.CUSTOMER_APP, self.component, received, subject=service.name,
                          message_count=1, row_count=len(lookups), byte_count=len(request.payload),
                          digest=hashlib.sha256(request.payload).hexdigest())
-        answers = await self._read_missing(ws, lookups, hits, received, f1)
+        answers, unaudited = await self._read_missing(ws, lookups, hits, received, f1)
         width = len(read_views(ws, service))
         # each entity's answers are `width` consecutive lookups (none for a service of request-only views)
         rows = [assemble(ws, service, OnlineRowsRead("", self.replica_id,
@@ -294,20 +304,20 @@ class FeatureServer:
                                                      tuple(a[1] for a in answers[k * width:(k + 1) * width])),
                          now, [hit is not None for hit in hits[k * width:(k + 1) * width]], context)
                 for k, context in enumerate(contexts)]
-        return rows, received, service.name
+        return rows, received, service.name, unaudited
 
     async def _read_missing(self, ws: Workspace, lookups: tuple[Lookup, ...], hits: Sequence[Cached | None],
                             received: Envelope, f1: AuditRecord,
-                            ) -> list[tuple[StoredRow | None, tuple[TileState, ...] | None]]:
+                            ) -> tuple[list[tuple[StoredRow | None, tuple[TileState, ...] | None]],
+                                       tuple[AuditRecord, ...]]:
         """Each lookup's row and tiles: from the cache where it has them, else in one read from the store
-        (flows F2/F3); the F1 audit record goes out either way."""
+        (flows F2/F3) that carries the F1 audit record; when the cache has everything, the F1 record is
+        returned to go out with the response's F4 (one commit per request instead of two)."""
         answers: list[tuple[StoredRow | None, tuple[TileState, ...] | None]] = [
             (hit.row, hit.tiles) if hit is not None else (None, None) for hit in hits]
         missing = [i for i, hit in enumerate(hits) if hit is None]
         if not missing:
-            async with self._producer_or_fail().transaction() as txn:
-                await publish(txn, self._codec, self._names, self.component, [], [f1])
-            return answers
+            return answers, (f1,)
         asked_at = ServingCache.now()
         read = ReadOnlineRows(new_id(), tuple(lookups[i] for i in missing), self.replica_id)
         reply = await self._ask(Outbound(ONLINE_READS, self._codec.message(
@@ -320,7 +330,7 @@ class FeatureServer:
             if self._cache is not None:
                 max_age = ws.feature_views[lookups[i].feature_view].serving_cache_max_age_s
                 self._cache.put(ws.name, lookups[i], row, view_tiles, asked_at, max_age)
-        return answers
+        return answers, ()
 
     def _follow_changelog(self, message: Message[Any]) -> None:
         if self._cache is not None and isinstance(message.body, OnlineRowsWritten):
@@ -361,8 +371,7 @@ class FeatureServer:
                    for source, items in plan.payloads.items()]
         applied = self._replies.expect_correlated(received.correlation_id, plan.online_writes)
         try:
-            async with self._producer_or_fail().transaction() as txn:
-                await publish(txn, self._codec, self._names, self.component, outputs, [f5])
+            await self._commits_or_fail().publish(outputs, [f5])
             await asyncio.wait_for(applied, INGEST_TIMEOUT_S)
         except TimeoutError:
             raise DeadlineExceeded(f"the online store did not confirm the ingest within {INGEST_TIMEOUT_S}s; "
@@ -392,9 +401,7 @@ class FeatureServer:
     async def _submit(self, command: Any, workspace: str, principal: str,
                       done: Callable[[Registry], bool]) -> Registry:
         message = self._codec.message(command, producer=self.component, workspace=workspace, principal=principal)
-        async with self._producer_or_fail().transaction() as txn:
-            refused = await publish(txn, self._codec, self._names, self.component,
-                                    [Outbound(CONTROL_COMMANDS, message)])
+        refused = await self._commits_or_fail().publish([Outbound(CONTROL_COMMANDS, message)])
         if refused:
             raise refused[0]
         return await self.follower.wait_for(done, COMMAND_TIMEOUT_S)
@@ -408,16 +415,15 @@ class FeatureServer:
         f1 = make_record(Flow.F1, Component.CUSTOMER_APP, self.component, received,
                          subject=request.feature_service, message_count=1, row_count=0,
                          byte_count=len(request.payload), digest=hashlib.sha256(request.payload).hexdigest())
-        async with self._producer_or_fail().transaction() as txn:
-            await publish(txn, self._codec, self._names, self.component, [], [replace(f1, outcome=Outcome.DENIED)])
+        await self._commits_or_fail().publish([], [replace(f1, outcome=Outcome.DENIED)])
 
     async def audit_response(self, served: ServedFeatures | ServedBatch, payload: bytes) -> None:
-        """Record the F4 flow: the response bytes as they leave for the customer's application."""
+        """Record the F4 flow: the response bytes as they leave for the customer's application (with the
+        request's F1 record when the cache answered it)."""
         f4 = make_record(Flow.F4, self.component, Component.CUSTOMER_APP, served.request,
                          subject=served.service, message_count=1, row_count=served.value_count(),
                          byte_count=len(payload), digest=hashlib.sha256(payload).hexdigest())
-        async with self._producer_or_fail().transaction() as txn:
-            await publish(txn, self._codec, self._names, self.component, [], [f4])
+        await self._commits_or_fail().publish([], [*served.unaudited, f4])
 
     async def recent_audit(self, limit: int, asked_by: str, /, **filters: Any) -> AuditLogAnswered:
         """The newest audit records matching `filters` (see QueryAuditLog; `principal` among them filters
@@ -480,15 +486,14 @@ class FeatureServer:
                    extra_audits: list[AuditRecord]) -> Message[Any]:
         future = self._replies.expect(request_id)
         try:
-            async with self._producer_or_fail().transaction() as txn:
-                refused = await publish(txn, self._codec, self._names, self.component, [outbound], extra_audits)
+            refused = await self._commits_or_fail().publish([outbound], extra_audits)
             if refused:
                 raise refused[0]
             return await self._replies.wait(request_id, future, self._timeout_s)
         finally:
             self._replies.forget(request_id)
 
-    def _producer_or_fail(self) -> TransactionalProducer:
-        if self._producer is None:
+    def _commits_or_fail(self) -> GroupCommit:
+        if self._commits is None:
             raise RuntimeError("FeatureServer.start() was not called")
-        return self._producer
+        return self._commits
