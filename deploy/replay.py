@@ -204,7 +204,8 @@ def misuse_online(scenario: Scenario, target: Target, keys: dict[str, str],
     for step in scenario.misuse:
         if step.kind == "unauthorized_read":
             result = ask(target, Query(step.service, step.keys, step.principal), keys[step.principal])
-            evidence[step.name] = {"status": result.status, "error_type": result.error.split(":")[0]}
+            evidence[step.name] = {"status": result.status, "error_type": result.error.split(":")[0],
+                                   "principal_name": step.principal}
             detail = f"{step.principal} reads {step.service}: HTTP {result.status}"
         elif step.kind == "feature_rows_to_control_plane":
             principal = f"misconfigured-{step.name}"
@@ -274,7 +275,8 @@ def replay(scenario: Scenario, target: Target, stop: Any = None) -> Observations
         if step.kind == "feature_rows_to_control_plane":
             names[evidence[step.name]["principal_name"]] = evidence[step.name]["principal_name"]
     lineage = sample_lineage(scenario, target)
-    denied_wanted = sum(1 for m in scenario.misuse if m.kind == "feature_rows_to_control_plane")
+    # each refused read (a denied F1) and each refused send to the control plane leaves a denied record
+    denied_wanted = sum(1 for m in scenario.misuse if m.kind in ("feature_rows_to_control_plane", "unauthorized_read"))
     records, total = audit_records(scenario, target, rows_sent, denied_wanted, time.monotonic() + scenario.timeout_s)
     for step in scenario.misuse:
         if step.kind == "feature_rows_to_control_plane":

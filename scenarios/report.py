@@ -183,6 +183,9 @@ def _claims(kind: str, evidence: Mapping[str, Any], finding: Mapping[str, Any]) 
                     and finding["to_plane"] == "control")
     if kind == "tamper_audit_record":
         return bool(finding["kind"] == "chain_broken" and finding["seq"] == evidence.get("tampered_seq"))
+    if kind == "unauthorized_read":  # the gateway audits a refused read as a denied F1
+        return bool(finding["kind"] == "flow_denied" and finding["flow"] == "F1"
+                    and finding["principal"] == evidence.get("principal_name"))
     return False
 
 
@@ -198,11 +201,11 @@ def judge_misuse(obs: Observations, checks: list[dict[str, Any]]) -> list[dict[s
                     finding["claimed_by"] = step.name
                     claimed.append(finding["detail"])
         if step.kind == "unauthorized_read":
-            served = [r for r in obs.records if r["flow"] in ("F1", "F4")
+            served = [r for r in obs.records if r["flow"] in ("F1", "F4") and r["outcome"] == "allowed"
                       and _who(r["principal"], obs.principal_names) == step.principal]
-            flagged = evidence.get("status") == 403 and not served
-            claimed = [f"HTTP {evidence.get('status')} {evidence.get('error_type', '')}".strip(),
-                       f"{len(served)} F1/F4 audit record(s) for {step.principal}: no data left the store"]
+            flagged = evidence.get("status") == 403 and not served and bool(claimed)
+            claimed = [f"HTTP {evidence.get('status')} {evidence.get('error_type', '')}".strip(), *claimed,
+                       f"{len(served)} allowed F1/F4 audit record(s) for {step.principal}: no data left the store"]
         elif step.kind == "feature_rows_to_control_plane":  # refused, and its values nowhere in the audit log
             flagged = bool(claimed) and evidence.get("leaked_value_in_audit_log") is False
         else:

@@ -108,9 +108,11 @@ def test_each_invariant_flags_its_violation_unless_a_misuse_step_claims_it(
 
 def test_misuse_is_flagged_exactly_where_it_should_be(misuse: Scenario) -> None:
     fault = "misconfigured-rift-sends-rows-to-control-plane"
-    records = [*healthy_records(), record("F9", "rift", "control_plane", principal=fault, outcome="denied", seq=8)]
+    records = [*healthy_records(), record("F9", "rift", "control_plane", principal=fault, outcome="denied", seq=8),
+               record("F1", "customer_app", "feature_server", principal="sa-2", topic="", offset=-1,
+                      outcome="denied", seq=9)]
     evidence = {
-        "viewer-reads-features": {"status": 403, "error_type": "PERMISSION_DENIED"},
+        "viewer-reads-features": {"status": 403, "error_type": "PERMISSION_DENIED", "principal_name": "analyst"},
         "rift-sends-rows-to-control-plane": {"principal_name": fault, "leaked_value_in_audit_log": False},
         "stored-f7-record-changed": {"tampered_seq": 3},
     }
