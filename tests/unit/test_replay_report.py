@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.picture import Edge, edges_from_records, render_svg
+from scenarios.batch import TrainingResult
 from scenarios.html import render_html
 from scenarios.report import ChainCheck, Observations, QueryResult, build_report
 from scenarios.spec import Scenario, load_scenario
@@ -180,3 +181,46 @@ def test_the_html_report_is_self_contained_and_escapes_what_it_shows(misuse: Sce
     assert "src=" not in page
     assert "href=" not in page
     assert "FAILED" in page  # the misuse steps were not provoked in these observations
+
+
+def batch_job(start: str, end: str, trigger: str = "backfill", state: str = "succeeded", rows: int = 3,
+              job_id: str = "j1") -> dict[str, Any]:
+    return {"job_id": job_id, "workspace": "history", "feature_view": "user_spending", "trigger": trigger,
+            "compute": "rift", "start": start, "end": end, "state": state, "attempt": 1, "source_rows": rows,
+            "rows_written": rows, "tiles_written": 0, "error": "", "updated_at": "2026-11-26T10:00:00+00:00"}
+
+
+def test_a_batch_replay_lists_its_jobs_and_judges_them_and_its_training_data() -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "batch_backfill.yaml")
+    [training_query] = scenario.training
+    expected = [dict(e) for e in training_query.expect]
+    training = [TrainingResult(training_query, expected)]
+    jobs = [batch_job("2026-01-01T00:00:00+00:00", "2026-06-01T00:00:00+00:00"),
+            batch_job("2026-06-01T00:00:00+00:00", "2026-11-26T00:00:00+00:00", rows=0, job_id="j2")]
+    base = observe(scenario, healthy_records(), rows_sent=2, jobs=jobs, training=training)
+    report = build_report(base)
+    assert [(j["start"], j["state"], j["source_rows"]) for j in report["jobs"]] == [
+        ("2026-01-01T00:00:00+00:00", "succeeded", 3), ("2026-06-01T00:00:00+00:00", "succeeded", 0)]
+    assert "job_id" not in report["jobs"][0]
+    verdicts = {e["what"]: e["met"] for e in report["expectations"]}
+    assert verdicts["every batch job succeeded"] is True
+    assert verdicts["training data of spending_training"] is True
+    page = render_html(report)
+    assert "<h2>Batch jobs</h2>" in page
+    assert "[2026-06-01T00:00:00+00:00, 2026-11-26T00:00:00+00:00)" in page
+    assert "Training data: <code>spending_training</code>" in page
+
+    # Another split of the same backfill (the replay ran on another day) gives the same digest.
+    resplit = [batch_job("2026-01-01T00:00:00+00:00", "2026-11-27T00:00:00+00:00", job_id="x")]
+    assert build_report(observe(scenario, healthy_records(), rows_sent=2, jobs=resplit,
+                                training=training))["digest"] == report["digest"]
+    # A job left pending fails the replay; so does a training value that differs.
+    pending = build_report(observe(scenario, healthy_records(), rows_sent=2, training=training,
+                                   jobs=[*jobs, batch_job("2026-11-26T00:00:00+00:00", "2026-11-27T00:00:00+00:00",
+                                                          state="queued", rows=0)]))
+    assert not pending["passed"]
+    wrong = [dict(expected[0], **{"user_spending.last_amount": 6.0}), *expected[1:]]
+    changed = build_report(observe(scenario, healthy_records(), rows_sent=2, jobs=jobs,
+                                   training=[TrainingResult(training_query, wrong)]))
+    assert not changed["passed"]
+    assert changed["digest"] != report["digest"]
