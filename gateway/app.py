@@ -12,9 +12,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from actors.components.feature_server import FeatureServer
-from events.access import Action
-from events.errors import FeatureplaneError, InvalidRequest
+from actors.components.feature_server import FeatureRequest, FeatureServer
+from events.access import Action, PrincipalSpec
+from events.errors import FeatureplaneError, InvalidRequest, PermissionDenied
 from events.flows import Flow
 from gateway import admin, ingest, ui
 from gateway.auth import SERVER_KEY, caller
@@ -69,11 +69,20 @@ async def get_features(request: web.Request) -> web.Response:
     principal = await caller(request)
     payload = await request.read()
     feature_request, options = parse_get_features(payload, principal.principal_id)
-    server.auth.require(principal, Action.READ_FEATURES, feature_request.workspace)
+    await _require_read(server, principal, feature_request)
     served = await server.get_features(feature_request)
     body = _dumps(render_get_features(served, options)).encode()
     await server.audit_response(served, body)
     return web.Response(body=body, content_type="application/json")
+
+
+async def _require_read(server: FeatureServer, principal: PrincipalSpec, feature_request: FeatureRequest) -> None:
+    """The caller may read features in the workspace; a refused read is audited (F1, denied) first."""
+    try:
+        server.auth.require(principal, Action.READ_FEATURES, feature_request.workspace)
+    except PermissionDenied:
+        await server.audit_refused(feature_request)
+        raise
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -146,7 +155,7 @@ async def get_features_batch(request: web.Request) -> web.Response:
     principal = await caller(request)
     payload = await request.read()
     feature_request, key_maps, contexts, options = parse_get_features_batch(payload, principal.principal_id)
-    server.auth.require(principal, Action.READ_FEATURES, feature_request.workspace)
+    await _require_read(server, principal, feature_request)
     served = await server.get_features_batch(feature_request, key_maps, contexts)
     body = _dumps(render_get_features_batch(served, options)).encode()
     await server.audit_response(served, body)

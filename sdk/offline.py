@@ -22,6 +22,7 @@ import polars as pl
 from events.errors import InvalidRequest, UnknownFeatureView
 from events.registry import OBJECT_KINDS, Workspace
 from events.specs import FeatureViewKind, RepoSpec
+from sdk.offline_aggregates import AggregatePlan, aggregate_events, input_rows, ranged_request_times
 from sdk.offline_join import (
     RESERVED,
     ROW,
@@ -40,6 +41,7 @@ from stores.offline import EVENT_TIME, WRITTEN_BY, OfflineStore, ParquetOfflineS
 __all__ = ["OfflineFeatures", "UnknownFeatureView", "workspace_of"]
 
 Frame = pl.DataFrame | pl.LazyFrame
+Plan = ViewPlan | AggregatePlan
 
 
 def workspace_of(repo: RepoSpec, name: str) -> Workspace:
@@ -82,7 +84,10 @@ class OfflineFeatures:
         of the service: its value as of the event's `timestamp_key` (a datetime column; naive is UTC).
 
         Each event needs the join keys of every view of the service; a null key or timestamp, or no row
-        within the view's TTL, gives null features.
+        within the view's TTL, gives null features. Aggregates (`<view>__<aggregate>`) are what get-features
+        serves at a request time equal to the event's timestamp, computed from the view's stored input
+        rows (see `sdk.offline_aggregates`): an entity without events in a window gets 0 for counts and
+        null otherwise, a time-window series gives a list.
         """
         service = self._workspace.service(feature_service)
         plans = [self._plan(name, f"feature service '{feature_service}'") for name in service.feature_views]
@@ -92,6 +97,10 @@ class OfflineFeatures:
         span = _span(left[TS])
         joined = left.lazy().sort(TS, nulls_last=True)
         for plan in plans:
+            if isinstance(plan, AggregatePlan):
+                values = aggregate_events(left, self._input_rows(plan, frame.schema), plan)
+                joined = joined.join(values.lazy(), on=ROW, how="left")
+                continue
             rows = view_rows(self._store.scan(self._workspace.name, plan.name), plan)
             joined = join_view(joined, frame.schema, rows, plan, span)
         return joined.sort(ROW).drop(ROW, TS).collect()
@@ -110,6 +119,11 @@ class OfflineFeatures:
         first, stop = _instant(start, "start"), _instant(end, "end")
         if stop < first:
             raise InvalidRequest(f"end {stop.isoformat()} is before start {first.isoformat()}")
+        if isinstance(plan, AggregatePlan):
+            if include_lineage:
+                raise InvalidRequest(f"feature view '{feature_view}' has aggregates: a value comes from many "
+                                     f"rows, so there is no single `_written_by`")
+            return self._aggregates_in_range(plan, first, stop, entities)
         rows = with_validity(view_rows(self._store.scan(self._workspace.name, plan.name), plan), plan)
         rows = rows.filter(pl.col(EVENT_TIME) >= first, pl.col(EVENT_TIME) < stop)
         if entities is not None:
@@ -119,7 +133,28 @@ class OfflineFeatures:
             columns.append(WRITTEN_BY)
         return rows.select(columns).sort(EVENT_TIME, maintain_order=True).collect()
 
-    def _plan(self, name: str, asked_by: str) -> ViewPlan:
+    def _input_rows(self, plan: AggregatePlan, keys: pl.Schema) -> pl.LazyFrame:
+        scan = self._store.scan(self._workspace.name, plan.name)
+        stored = scan.collect_schema()
+        if all(k in stored for k in plan.join_keys):
+            keys_comparable(keys, stored, plan, "events")  # raises on keys of another type
+        return input_rows(scan, plan, keys)
+
+    def _aggregates_in_range(self, plan: AggregatePlan, first: datetime, stop: datetime,
+                             entities: Frame | None) -> pl.DataFrame:
+        scan = self._store.scan(self._workspace.name, plan.name)
+        stored = scan.collect_schema()
+        keys = pl.Schema({k: stored.get(k, pl.Null()) for k in plan.join_keys})
+        rows = input_rows(scan, plan, keys)
+        if entities is not None:
+            rows = _of_entities(rows, _collected(entities, "entities"), plan)
+        requests = ranged_request_times(rows, plan, first, stop).collect().with_row_index(ROW)
+        values = aggregate_events(requests.with_columns(pl.col(VALID_FROM).alias(TS)), rows, plan)
+        names = {plan.output(a.name): a.name for a in plan.aggregates}
+        return (requests.join(values, on=ROW, how="left").rename(names)
+                .sort(VALID_FROM, *plan.join_keys, maintain_order=True).drop(ROW))
+
+    def _plan(self, name: str, asked_by: str) -> Plan:
         view = self._workspace.feature_views.get(name)
         if view is None:
             raise UnknownFeatureView(f"feature view '{name}' (asked for by {asked_by}) does not exist in "
@@ -127,11 +162,14 @@ class OfflineFeatures:
         if view.kind is FeatureViewKind.REALTIME:
             raise InvalidRequest(f"feature view '{name}' is a realtime view: offline retrieval does not run "
                                  f"realtime transformations yet")
-        if view.aggregates:
-            raise InvalidRequest(f"feature view '{name}' has aggregates: aggregated views are not materialized "
-                                 f"offline yet")
+        if view.aggregates and view.kind is not FeatureViewKind.STREAM:
+            raise InvalidRequest(f"feature view '{name}' is a {view.kind.value} view with aggregates: those are "
+                                 f"not materialized offline yet")
         if not view.offline:
             raise InvalidRequest(f"feature view '{name}' has offline=False: its rows are not kept offline")
+        if view.aggregates:
+            return AggregatePlan(name, self._workspace.join_keys(view), view.aggregates,
+                                 view.aggregation_interval_s, view.feature_start_time)
         ttl = None if view.ttl_s is None else timedelta(seconds=view.ttl_s)
         return ViewPlan(name, self._workspace.join_keys(view), view.features, ttl)
 
@@ -146,7 +184,13 @@ def _collected(frame: object, what: str) -> pl.DataFrame:
                          f"(pandas: polars.from_pandas; Arrow: polars.from_arrow)")
 
 
-def _check_events(schema: pl.Schema, timestamp_key: str, plans: Sequence[ViewPlan]) -> None:
+def _outputs(plan: Plan) -> list[str]:
+    if isinstance(plan, AggregatePlan):
+        return [plan.output(a.name) for a in plan.aggregates]
+    return [plan.output(f.name) for f in plan.features]
+
+
+def _check_events(schema: pl.Schema, timestamp_key: str, plans: Sequence[Plan]) -> None:
     if timestamp_key not in schema:
         raise InvalidRequest(f"the events have no timestamp column '{timestamp_key}'")
     for plan in plans:
@@ -155,13 +199,13 @@ def _check_events(schema: pl.Schema, timestamp_key: str, plans: Sequence[ViewPla
             raise InvalidRequest(f"the events have no join key column {_names(missing)}, which feature view "
                                  f"'{plan.name}' needs")
     taken = [name for name in RESERVED if name in schema]
-    taken += [out for plan in plans for f in plan.features if (out := plan.output(f.name)) in schema]
+    taken += [out for plan in plans for out in _outputs(plan) if out in schema]
     if taken:
         raise InvalidRequest(f"the events already have column {_names(taken)}, which the result would "
                              f"overwrite: rename it")
 
 
-def _of_entities(rows: pl.LazyFrame, entities: pl.DataFrame, plan: ViewPlan) -> pl.LazyFrame:
+def _of_entities(rows: pl.LazyFrame, entities: pl.DataFrame, plan: Plan) -> pl.LazyFrame:
     missing = [k for k in plan.join_keys if k not in entities.schema]
     if missing:
         raise InvalidRequest(f"the entities have no join key column {_names(missing)} of feature view "
@@ -172,7 +216,8 @@ def _of_entities(rows: pl.LazyFrame, entities: pl.DataFrame, plan: ViewPlan) -> 
     # A key that does not fit the stored type matches no stored row: the non-strict cast makes it null,
     # and null keys never join.
     keys = entities.lazy().select(pl.col(k).cast(stored[k], strict=False) for k in plan.join_keys).unique()
-    return rows.join(keys, on=list(plan.join_keys), how="semi")
+    # maintain_order: rows of equal event times must stay in write order (the later write is newer)
+    return rows.join(keys, on=list(plan.join_keys), how="semi", maintain_order="left")
 
 
 def _instant(value: object, label: str) -> datetime:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import polars as pl
 
@@ -24,6 +25,16 @@ ROW = "__fp_row"  # the event's position, to give the rows back in the caller's 
 TS = "__fp_ts"  # the event's timestamp in UTC microseconds, the unit the store keeps
 FEATURE_TIME = "__fp_feature_time"
 RESERVED = (ROW, TS, FEATURE_TIME)
+
+
+class Keyed(Protocol):
+    """A plan of a view's retrieval: attributes (`ViewPlan`) or aggregates (`sdk.offline_aggregates`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def join_keys(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +84,7 @@ def utc_micros(column: str, dtype: pl.DataType) -> pl.Expr:
     return expr.dt.cast_time_unit("us")
 
 
-def keys_comparable(asked: pl.Schema, stored: pl.Schema, view: ViewPlan, what: str) -> bool:
+def keys_comparable(asked: pl.Schema, stored: pl.Schema, view: Keyed, what: str) -> bool:
     """Whether the caller's keys (`what`: "events", "entities") can match stored ones; False when a key
     column is null throughout on either side. Integer keys of other widths compare after a non-strict cast
     (a value that does not fit the other type equals nothing there); any other difference is an error.

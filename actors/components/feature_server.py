@@ -25,7 +25,7 @@ from actors.components.tiling import aggregate_values, served_from_tiles, tile_r
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound, publish
 from actors.replies import ReplyRouter
-from events.audit import AuditLogAnswered, AuditRecord, QueryAuditLog
+from events.audit import AuditLogAnswered, AuditRecord, Outcome, QueryAuditLog
 from events.codec import CODEC, Codec
 from events.control import ApplyRepo, RepoApplied
 from events.data import (
@@ -399,6 +399,18 @@ class FeatureServer:
             raise refused[0]
         return await self.follower.wait_for(done, COMMAND_TIMEOUT_S)
 
+    async def audit_refused(self, request: FeatureRequest) -> None:
+        """Record an F1 read the caller was not allowed to make, as denied: it reached the data plane, and
+        nothing was read for it. Security audits look for exactly these."""
+        received = new_message(None, type_tag="GetFeaturesRequest", schema_version=1,
+                               producer=Component.CUSTOMER_APP, workspace=request.workspace,
+                               principal=request.principal).envelope
+        f1 = make_record(Flow.F1, Component.CUSTOMER_APP, self.component, received,
+                         subject=request.feature_service, message_count=1, row_count=0,
+                         byte_count=len(request.payload), digest=hashlib.sha256(request.payload).hexdigest())
+        async with self._producer_or_fail().transaction() as txn:
+            await publish(txn, self._codec, self._names, self.component, [], [replace(f1, outcome=Outcome.DENIED)])
+
     async def audit_response(self, served: ServedFeatures | ServedBatch, payload: bytes) -> None:
         """Record the F4 flow: the response bytes as they leave for the customer's application."""
         f4 = make_record(Flow.F4, self.component, Component.CUSTOMER_APP, served.request,
@@ -407,10 +419,11 @@ class FeatureServer:
         async with self._producer_or_fail().transaction() as txn:
             await publish(txn, self._codec, self._names, self.component, [], [f4])
 
-    async def recent_audit(self, limit: int, principal: str, **filters: Any) -> AuditLogAnswered:
-        """The newest audit records matching `filters` (see QueryAuditLog), up to `limit`."""
+    async def recent_audit(self, limit: int, asked_by: str, /, **filters: Any) -> AuditLogAnswered:
+        """The newest audit records matching `filters` (see QueryAuditLog; `principal` among them filters
+        by whose flows they are), up to `limit`; `asked_by` is who asks."""
         query = QueryAuditLog(new_id(), self.replica_id, limit, **filters)
-        message = self._codec.message(query, producer=self.component, workspace="", principal=principal)
+        message = self._codec.message(query, producer=self.component, workspace="", principal=asked_by)
         reply = await self._ask(Outbound(AUDIT_QUERIES, message), query.request_id, [])
         if not isinstance(reply.body, AuditLogAnswered):
             raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")

@@ -62,7 +62,7 @@ def plan_ingest(ws: Workspace, records: Mapping[str, Sequence[Mapping[str, Any]]
             for view in views:
                 if view.online:
                     plan.online[view.name] = plan.online.get(view.name, 0) + 1
-                if view.offline and projects_attributes(view):  # aggregated views are online-only so far
+                if view.offline:  # aggregated views too: Rift writes their input rows offline
                     plan.offline[view.name] = plan.offline.get(view.name, 0) + 1
         if source.name in plan.payloads:
             plan.online_writes += sum(1 for view in views if view.online)

@@ -133,19 +133,34 @@ Projection = tuple[Workspace, FeatureViewSpec, FeatureRow, dict[str, Scalar]]
 
 
 class Materialized:
-    """What one batch writes: rows of attribute views, tile deltas of aggregated views."""
+    """What one batch writes: rows of attribute views, tile deltas of aggregated views (online) and their
+    input rows (offline, from which training data computes the same aggregates at any time)."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], list[FeatureRow]] = defaultdict(list)
         self.tiles: dict[tuple[str, str], TileBuilder] = {}
+        self.aggregate_inputs: dict[tuple[str, str], list[FeatureRow]] = defaultdict(list)
 
     def add(self, found: list[Projection]) -> None:
         for ws, view, row, fields in found:
             key = (ws.name, view.name)
             if projects_attributes(view):
                 self.rows[key].append(row)
-            elif view.online:  # aggregates are served online; offline training data reads raw rows later
+                continue
+            if view.feature_start_time is not None and row.event_time < view.feature_start_time:
+                continue  # aggregates (lifetime windows too) count events from feature_start_time on
+            if view.online:
                 self.tiles.setdefault(key, TileBuilder(view)).add(row.entity_key, row.event_time, fields)
+            if view.offline:
+                self.aggregate_inputs[key].append(aggregate_input(ws.join_keys(view), view, row, fields))
+
+
+def aggregate_input(join_keys: Sequence[str], view: FeatureViewSpec, row: FeatureRow,
+                    fields: Mapping[str, Scalar]) -> FeatureRow:
+    """An aggregated view's offline row: entity key, event time and each aggregate input column once (a
+    column that is a join key is in the entity key already)."""
+    columns = dict.fromkeys(a.column for a in view.aggregates if a.column not in join_keys)
+    return FeatureRow(row.entity_key, row.event_time, {c: fields.get(c) for c in columns})
 
 
 class RiftWorker:
@@ -245,6 +260,10 @@ class RiftWorker:
         for (ws_name, view_name), builder in batch.tiles.items():
             body = WriteTiles(view_name, builder.deltas(), source)
             outputs.append(Outbound(ONLINE_WRITES, self._message(body, ws_name, consumed)))
+        for (ws_name, view_name), inputs in batch.aggregate_inputs.items():
+            ws = self._follower.registry.workspaces[ws_name]
+            body_off = WriteOfflineRows(view_name, ws.join_keys(ws.feature_views[view_name]), tuple(inputs), source)
+            outputs.append(Outbound(OFFLINE_WRITES, self._message(body_off, ws_name, consumed)))
         return outputs
 
     def _log_unknown_push(self, message: Message[IngestRecords]) -> None:

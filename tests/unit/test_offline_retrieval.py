@@ -54,7 +54,8 @@ REPO = RepoSpec(
     entities=(EntitySpec("user", ("user_id",)), EntitySpec("merchant", ("merchant_id",))),
     feature_views=(
         USERS, MERCHANTS, PAIRS,
-        view("spend", ("user",), aggregates=(AggregateSpec("total", "amount", "sum", TimeWindowSpec(3600)),)),
+        view("spend", ("user",), aggregates=(AggregateSpec("total", "amount", "sum", TimeWindowSpec(3600)),),
+             kind=FeatureViewKind.BATCH),
         view("scored", (), ("score", DType.FLOAT64), kind=FeatureViewKind.REALTIME,
              transformation=TransformationSpec(TransformationMode.SQL, "select 1")),
         view("online_only", ("user",), ("amount", DType.INT64), offline=False),
@@ -280,7 +281,7 @@ def test_results_convert_to_pandas(writer: Writer, offline: OfflineFeatures) -> 
 @pytest.mark.parametrize(("service", "error", "words"), [
     ("nope", UnknownFeatureService, "feature service 'nope' does not exist in workspace 'prod'"),
     ("dangling", UnknownFeatureView, "feature view 'deleted_view' (asked for by feature service 'dangling')"),
-    ("spend", InvalidRequest, "aggregated views are not materialized offline yet"),
+    ("spend", InvalidRequest, "'spend' is a batch view with aggregates: those are not materialized offline yet"),
     ("scored", InvalidRequest, "'scored' is a realtime view"),
     ("online_only", InvalidRequest, "'online_only' has offline=False"),
 ])

@@ -59,5 +59,5 @@ user_merchants = BatchFeatureView(
 )
 
 spending = FeatureService(name="spending", features=[user_spending, user_totals, user_merchants])
-# Offline retrieval reads attribute views (aggregated views are not kept offline).
+# Offline retrieval reads the attribute views (a batch view's aggregates are not kept offline yet).
 spending_training = FeatureService(name="spending_training", features=[user_spending, user_merchants])
