@@ -292,7 +292,8 @@ def replay(scenario: Scenario, target: Target, stop: Any = None) -> Observations
         if step.kind == "feature_rows_to_control_plane":
             names[evidence[step.name]["principal_name"]] = evidence[step.name]["principal_name"]
     lineage = sample_lineage(scenario, target)
-    denied_wanted = sum(1 for m in scenario.misuse if m.kind == "feature_rows_to_control_plane")
+    # Refusals the misuse steps provoke, each audited as denied: a refused read (F1), a refused send (F9).
+    denied_wanted = sum(1 for m in scenario.misuse if m.kind in ("feature_rows_to_control_plane", "unauthorized_read"))
     batch_rows = sum(j["source_rows"] for j in jobs if j["compute"] == "rift" and j["state"] == "succeeded")
     records, total = audit_records(target, rows_sent, denied_wanted, batch_rows, time.monotonic() + scenario.timeout_s)
     for step in scenario.misuse:

@@ -171,6 +171,9 @@ def _claims(kind: str, evidence: Mapping[str, Any], finding: Mapping[str, Any]) 
     if kind == "feature_rows_to_control_plane":
         return bool(finding["kind"] == "flow_denied" and finding["principal"] == evidence.get("principal_name")
                     and finding["to_plane"] == "control")
+    if kind == "unauthorized_read":  # the gateway audits the refused request as F1, denied
+        return bool(finding["kind"] == "flow_denied" and finding["flow"] == "F1"
+                    and finding["principal"] == evidence.get("principal"))
     if kind == "tamper_audit_record":
         return bool(finding["kind"] == "chain_broken" and finding["seq"] == evidence.get("tampered_seq"))
     return False
@@ -180,25 +183,26 @@ def judge_misuse(obs: Observations, checks: list[dict[str, Any]]) -> list[dict[s
     """Each misuse step, flagged or not, with the findings it claims (marked claimed in `checks`)."""
     results = []
     for step in obs.scenario.misuse:
-        evidence = obs.misuse.get(step.name, {})
+        evidence = {"principal": step.principal, **obs.misuse.get(step.name, {})}
         claimed = []
         for check in checks:
             for finding in check["findings"]:
                 if _claims(step.kind, evidence, finding):
                     finding["claimed_by"] = step.name
                     claimed.append(finding["detail"])
-        if step.kind == "unauthorized_read":
-            served = [r for r in obs.records if r["flow"] in ("F1", "F4")
+        if step.kind == "unauthorized_read":  # refused, audited as refused, and nothing served
+            served = [r for r in obs.records if r["outcome"] == "allowed" and r["flow"] in ("F1", "F4")
                       and _who(r["principal"], obs.principal_names) == step.principal]
-            flagged = evidence.get("status") == 403 and not served
+            flagged = evidence.get("status") == 403 and not served and bool(claimed)
             claimed = [f"HTTP {evidence.get('status')} {evidence.get('error_type', '')}".strip(),
-                       f"{len(served)} F1/F4 audit record(s) for {step.principal}: no data left the store"]
+                       *(f"audited: {c}" for c in claimed),
+                       f"{len(served)} allowed F1/F4 audit record(s) for {step.principal}: no data left the store"]
         elif step.kind == "feature_rows_to_control_plane":  # refused, and its values nowhere in the audit log
             flagged = bool(claimed) and evidence.get("leaked_value_in_audit_log") is False
         else:
             flagged = bool(claimed)
         results.append({"name": step.name, "kind": step.kind, "flagged": flagged, "evidence": claimed,
-                        "step": {k: v for k, v in evidence.items() if k != "principal_name"}})
+                        "step": {k: v for k, v in evidence.items() if k not in ("principal_name", "principal")}})
     return results
 
 

@@ -98,9 +98,11 @@ def test_misuse_is_flagged_exactly(tmp_path: Path) -> None:
         ("stored-f7-record-changed", True)]
     broken = {i["name"]: i["findings"] for i in report["invariants"] if i["status"] == "broken"}
     assert sorted(broken) == ["all flows allowed", "audit hash chain intact"]
-    [denied] = broken["all flows allowed"]
-    assert (denied["flow"], denied["from_component"], denied["to_plane"], denied["claimed_by"]) == (
-        "F9", "rift", "control", "rift-sends-rows-to-control-plane")
+    refused_read, refused_send = sorted(broken["all flows allowed"], key=lambda f: f["flow"])
+    assert (refused_read["flow"], refused_read["principal"], refused_read["claimed_by"]) == (
+        "F1", "analyst", "viewer-reads-features")  # the gateway audits the refused read
+    assert (refused_send["flow"], refused_send["from_component"], refused_send["to_plane"],
+            refused_send["claimed_by"]) == ("F9", "rift", "control", "rift-sends-rows-to-control-plane")
     [chain] = broken["audit hash chain intact"]
     tampered = report["misuse"][2]["step"]
     assert chain["seq"] == tampered["tampered_seq"]

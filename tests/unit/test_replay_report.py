@@ -109,7 +109,10 @@ def test_each_invariant_flags_its_violation_unless_a_misuse_step_claims_it(
 
 def test_misuse_is_flagged_exactly_where_it_should_be(misuse: Scenario) -> None:
     fault = "misconfigured-rift-sends-rows-to-control-plane"
-    records = [*healthy_records(), record("F9", "rift", "control_plane", principal=fault, outcome="denied", seq=8)]
+    refused_read = record("F1", "customer_app", "feature_server", principal="sa-2", outcome="denied", rows=0,
+                          topic="", offset=-1, seq=9)
+    records = [*healthy_records(), record("F9", "rift", "control_plane", principal=fault, outcome="denied", seq=8),
+               refused_read]
     evidence = {
         "viewer-reads-features": {"status": 403, "error_type": "PERMISSION_DENIED"},
         "rift-sends-rows-to-control-plane": {"principal_name": fault, "leaked_value_in_audit_log": False},
@@ -122,6 +125,14 @@ def test_misuse_is_flagged_exactly_where_it_should_be(misuse: Scenario) -> None:
         ("viewer-reads-features", True), ("rift-sends-rows-to-control-plane", True),
         ("stored-f7-record-changed", True)]
     assert report["passed"], [e for e in report["expectations"] if not e["met"]]
+    denied = next(i for i in report["invariants"] if i["name"] == "all flows allowed")["findings"]
+    assert sorted(f["claimed_by"] for f in denied) == ["rift-sends-rows-to-control-plane", "viewer-reads-features"]
+
+    # A refused read that the audit log does not show as refused is not flagged.
+    unaudited = [r for r in records if r is not refused_read]
+    report = build_report(observe(misuse, unaudited, misuse=evidence, principal_names=names,
+                                  chain=ChainCheck(True, 6, 3)))
+    assert report["misuse"][0]["flagged"] is False
 
     # A break at another record than the tampered one is not the misuse: flagged neither, and unexplained.
     report = build_report(observe(misuse, records, misuse=evidence, principal_names=names,
