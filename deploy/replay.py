@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import shutil
@@ -25,16 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from actors.settings import Settings, store_dir
-from deploy import client, supervisor
+from deploy import client, replay_batch, supervisor
 from deploy.client import Connection
 from events.audit import AuditRecord
 from events.codec import CODEC
 from events.errors import InvalidRequest
 from events.topics import TopicNames
 from scenarios import faults
+from scenarios.expect import feature_value, matches
 from scenarios.generate import stream_rows
 from scenarios.html import render_html
-from scenarios.report import ChainCheck, Observations, QueryResult, build_report, feature_value, matches
+from scenarios.report import ChainCheck, Observations, QueryResult, build_report
 from scenarios.spec import Query, Scenario, load_scenario
 from stores.audit_log import LmdbAuditStore
 
@@ -110,8 +112,17 @@ def call(target: Target, method: str, path: str, body: Any = None, key: str | No
 
 
 def setup(scenario: Scenario, target: Target, steps: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
-    """Apply the repository, create the principals and grant their roles; (name -> key, id -> name)."""
-    applied = client.apply_repo(target.conn, scenario.repo, target.workspace, target.admin_key)
+    """Apply the repository (its batch sources on the scenario's files), create the principals and grant
+    their roles; (name -> key, id -> name)."""
+    if scenario.batch_files:
+        files = replay_batch.place_batch_files(scenario, target.state_dir)
+        applied = replay_batch.apply_with_files(scenario, target.conn.gateway_url, target.workspace,
+                                                target.admin_key, files)
+        for source, path in sorted(files.items()):
+            steps.append({"step": "batch file", "detail": f"{source} reads {path.name}"})
+            say(f"batch source {source} reads {path}")
+    else:
+        applied = client.apply_repo(target.conn, scenario.repo, target.workspace, target.admin_key)
     steps.append({"step": "apply", "detail": f"{scenario.repo.name}: {applied['object_count']} change(s)"})
     say(steps[-1]["detail"])
     keys, names = {}, {"admin": "admin"}
@@ -204,8 +215,7 @@ def misuse_online(scenario: Scenario, target: Target, keys: dict[str, str],
     for step in scenario.misuse:
         if step.kind == "unauthorized_read":
             result = ask(target, Query(step.service, step.keys, step.principal), keys[step.principal])
-            evidence[step.name] = {"status": result.status, "error_type": result.error.split(":")[0],
-                                   "principal_name": step.principal}
+            evidence[step.name] = {"status": result.status, "error_type": result.error.split(":")[0]}
             detail = f"{step.principal} reads {step.service}: HTTP {result.status}"
         elif step.kind == "feature_rows_to_control_plane":
             principal = f"misconfigured-{step.name}"
@@ -220,17 +230,18 @@ def misuse_online(scenario: Scenario, target: Target, keys: dict[str, str],
     return evidence
 
 
-def audit_records(scenario: Scenario, target: Target, rows_sent: int, denied_wanted: int,
+def audit_records(target: Target, rows_sent: int, denied_wanted: int, batch_rows: int,
                   deadline: float) -> tuple[list[dict[str, Any]], int]:
-    """The audit log's records (this workspace's, on a shared deployment), once every sent row and every
-    provoked refusal is in it, or when time is up."""
+    """The audit log's records (this workspace's, on a shared deployment), once every sent row, every
+    batch row Rift read and every provoked refusal is in it, or when time is up."""
     query = "limit=10000" + (f"&workspace={target.workspace}" if target.mode == "against" else "")
     while True:
         answer = client.expect_ok(*call(target, "GET", f"/api/v1/audit/flows?{query}"))
         records: list[dict[str, Any]] = answer["records"]
         ingested = sum(r["row_count"] for r in records if r["flow"] == "F5" and r["outcome"] == "allowed")
         denied = sum(1 for r in records if r["outcome"] != "allowed")
-        if (ingested >= rows_sent and denied >= denied_wanted) or time.monotonic() > deadline:
+        read = sum(r["row_count"] for r in records if r["flow"] == "F6" and r["outcome"] == "allowed")
+        if (ingested >= rows_sent and denied >= denied_wanted and read >= batch_rows) or time.monotonic() > deadline:
             return sorted(records, key=lambda r: (r["occurred_at"], r["record_id"])), int(answer["total"])
         time.sleep(0.5)
 
@@ -269,15 +280,22 @@ def replay(scenario: Scenario, target: Target, stop: Any = None) -> Observations
     keys, names = setup(scenario, target, steps)
     rows_sent = ingest(scenario, target, keys, started, steps)
     deadline = time.monotonic() + scenario.timeout_s
+    bound = functools.partial(call, target)
+    materialized = replay_batch.materialize(scenario, bound, target.workspace, keys, deadline, steps, say)
     results = run_queries(scenario, target, keys, deadline, steps)
+    training = replay_batch.training(scenario, target.state_dir, target.conn.topics.prefix, target.workspace,
+                                     deadline, steps, say)
+    jobs = replay_batch.settled_jobs(bound, target.workspace, deadline) if scenario.batch_files or \
+        scenario.materialize else replay_batch.list_jobs(bound, target.workspace)
     evidence = misuse_online(scenario, target, keys, steps)
     for step in scenario.misuse:
         if step.kind == "feature_rows_to_control_plane":
             names[evidence[step.name]["principal_name"]] = evidence[step.name]["principal_name"]
     lineage = sample_lineage(scenario, target)
-    # each refused read (a denied F1) and each refused send to the control plane leaves a denied record
+    # Refusals the misuse steps provoke, each audited as denied: a refused read (F1), a refused send (F9).
     denied_wanted = sum(1 for m in scenario.misuse if m.kind in ("feature_rows_to_control_plane", "unauthorized_read"))
-    records, total = audit_records(scenario, target, rows_sent, denied_wanted, time.monotonic() + scenario.timeout_s)
+    batch_rows = sum(j["source_rows"] for j in jobs if j["compute"] == "rift" and j["state"] == "succeeded")
+    records, total = audit_records(target, rows_sent, denied_wanted, batch_rows, time.monotonic() + scenario.timeout_s)
     for step in scenario.misuse:
         if step.kind == "feature_rows_to_control_plane":
             evidence[step.name]["leaked_value_in_audit_log"] = str(faults.LEAKED_VALUE) in json.dumps(records)
@@ -297,7 +315,7 @@ def replay(scenario: Scenario, target: Target, stop: Any = None) -> Observations
     say(steps[-1]["detail"])
     return Observations(scenario, target.mode, target.workspace, target.conn.topics.prefix, target.conn.gateway_url,
                         names, rows_sent, results, lineage, records, total, chain, target.cache_max_age_s, evidence,
-                        steps, started.isoformat(), datetime.now(UTC).isoformat())
+                        steps, started.isoformat(), datetime.now(UTC).isoformat(), jobs, materialized, training)
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> None:
@@ -318,19 +336,9 @@ class ReplayOptions:
     state_dir: Path | None = None  # --against: its state folder, to verify the hash chain
 
 
-def refuse_unsupported(scenario: Scenario) -> None:
-    """Batch files, materialize steps and training-data queries are in the format, not in this runner yet."""
-    used = [name for name, items in (("batch_files", scenario.batch_files), ("materialize", scenario.materialize),
-                                     ("training_data", scenario.training)) if items]
-    if used:
-        raise InvalidRequest(f"{scenario.origin}: this build of featureplane cannot replay {', '.join(used)} "
-                             "(batch materialization is not built yet)")
-
-
 def run(options: ReplayOptions) -> dict[str, Any]:
     """Replay the scenario, write the report, return it."""
     scenario = load_scenario(options.scenario)
-    refuse_unsupported(scenario)
     if options.against:
         if any(m.kind == "tamper_audit_record" for m in scenario.misuse):
             raise InvalidRequest("this scenario tampers with the audit log: replay it on a fresh deployment, "

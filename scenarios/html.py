@@ -78,6 +78,7 @@ def render_html(report: Mapping[str, Any]) -> str:
                  "<br>".join(f"{escape(c['feature'])}: expected {_code(c['expected'])}, got {_code(c['actual'])} "
                              f"{_mark(c['met'])}" for c in q["checks"])] for q in r["queries"])),
     ]
+    parts += _batch_parts(r)
     if r["misuse"]:
         parts += ["<h2>Misuse</h2>", _table(["step", "kind", "flagged", "evidence"], (
             [escape(m["name"]), escape(m["kind"]), _mark(m["flagged"], "flagged", "NOT FLAGGED"),
@@ -90,3 +91,30 @@ def render_html(report: Mapping[str, Any]) -> str:
                                                            for s in r["steps"])),
               "</body></html>"]
     return "".join(parts)
+
+
+def _batch_parts(r: Mapping[str, Any]) -> list[str]:
+    """Materialize steps, the workspace's batch jobs and the training data, when the scenario has them."""
+    parts = []
+    if r.get("materialize"):
+        headers = ["feature view", "range", "principal", "HTTP", "jobs", "result"]
+        parts += ["<h2>Materialize steps</h2>", _table(headers, (
+            [escape(m["feature_view"]), escape(f"[{m['start']}, {m['end']})"), escape(m["principal"]),
+             str(m["status"]), escape(", ".join(j["state"] for j in m["jobs"]) or m["error"]), _mark(m["met"])]
+            for m in r["materialize"]))]
+    if r.get("jobs"):
+        parts += ["<h2>Batch jobs</h2>", _table(
+            ["feature view", "range", "trigger", "compute", "state", "attempt", "rows read", "rows written",
+             "tiles written", "error"],
+            ([escape(j["feature_view"]), escape(f"[{j['start']}, {j['end']})"), escape(j["trigger"]),
+              escape(j["compute"]), _mark(j["state"] == "succeeded", j["state"], j["state"].upper()), str(j["attempt"]),
+              str(j["source_rows"]), str(j["rows_written"]), str(j["tiles_written"]), escape(j["error"] or "")]
+             for j in r["jobs"]))]
+    for t in r.get("training", []):
+        parts += [f"<h2>Training data: <code>{escape(t['service'])}</code></h2>",
+                  f"<p class='bad'>{escape(t['error'])}</p>" if t["error"] else "",
+                  _table(["event", "features"], ([str(i), _code(row)] for i, row in enumerate(t["rows"]))),
+                  _table(["event", "feature", "expected", "actual", "result"], (
+                      ["" if c["event"] is None else str(c["event"]), escape(c["feature"]), _code(c["expected"]),
+                       _code(c["actual"]), _mark(c["met"])] for c in t["checks"]))]
+    return parts

@@ -15,10 +15,13 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from events.flows import FLOW_RULES, Flow
-from scenarios.spec import PRESENT, Query, Scenario
+from scenarios.batch import TrainingResult, job_json, jobs_digest, judge_training
+from scenarios.expect import feature_value, matches
+from scenarios.spec import Query, Scenario
 
 CACHE_LIMIT_S = 24 * 3600
 # Normalized away before the digest: these differ on every replay by nature.
@@ -26,7 +29,7 @@ _VOLATILE = {"record_id", "digest", "occurred_at", "correlation_id", "causation_
              "started_at", "finished_at", "gateway", "topic_prefix", "state_dir", "out_dir", "duration_s",
              "offset", "first_offset", "last_offset", "partition", "bytes", "byte_count", "records", "messages",
              "message_count", "rows", "row_count", "event_time", "count", "folder", "detail", "evidence", "step",
-             "seen", "statuses", "seq", "lineage", "edges", "steps", "audit"}
+             "seen", "statuses", "seq", "lineage", "edges", "steps", "audit", "attempt"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,22 +68,9 @@ class Observations:
     steps: list[dict[str, Any]] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
-
-
-def matches(expected: Any, actual: Any) -> bool:
-    if expected == PRESENT:
-        return actual is not None
-    if isinstance(expected, float) and isinstance(actual, int | float) and not isinstance(actual, bool):
-        return abs(expected - float(actual)) <= 1e-9 * max(1.0, abs(expected))
-    return bool(expected == actual)
-
-
-def feature_value(features: Mapping[str, Any], name: str) -> tuple[bool, Any]:
-    """A feature by its full name (view.feature) or, when that is unambiguous, by its short name."""
-    if name in features:
-        return True, features[name]
-    short = [k for k in features if k.rsplit(".", 1)[-1] == name]
-    return (True, features[short[0]]) if len(short) == 1 else (False, None)
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # the workspace's batch jobs, as the jobs API lists them
+    materialized: list[dict[str, Any]] = field(default_factory=list)  # scenarios.batch.materialize_result each
+    training: list[TrainingResult] = field(default_factory=list)
 
 
 def _who(principal: str, names: Mapping[str, str]) -> str:
@@ -181,11 +171,11 @@ def _claims(kind: str, evidence: Mapping[str, Any], finding: Mapping[str, Any]) 
     if kind == "feature_rows_to_control_plane":
         return bool(finding["kind"] == "flow_denied" and finding["principal"] == evidence.get("principal_name")
                     and finding["to_plane"] == "control")
+    if kind == "unauthorized_read":  # the gateway audits the refused request as F1, denied
+        return bool(finding["kind"] == "flow_denied" and finding["flow"] == "F1"
+                    and finding["principal"] == evidence.get("principal"))
     if kind == "tamper_audit_record":
         return bool(finding["kind"] == "chain_broken" and finding["seq"] == evidence.get("tampered_seq"))
-    if kind == "unauthorized_read":  # the gateway audits a refused read as a denied F1
-        return bool(finding["kind"] == "flow_denied" and finding["flow"] == "F1"
-                    and finding["principal"] == evidence.get("principal_name"))
     return False
 
 
@@ -193,25 +183,26 @@ def judge_misuse(obs: Observations, checks: list[dict[str, Any]]) -> list[dict[s
     """Each misuse step, flagged or not, with the findings it claims (marked claimed in `checks`)."""
     results = []
     for step in obs.scenario.misuse:
-        evidence = obs.misuse.get(step.name, {})
+        evidence = {"principal": step.principal, **obs.misuse.get(step.name, {})}
         claimed = []
         for check in checks:
             for finding in check["findings"]:
                 if _claims(step.kind, evidence, finding):
                     finding["claimed_by"] = step.name
                     claimed.append(finding["detail"])
-        if step.kind == "unauthorized_read":
-            served = [r for r in obs.records if r["flow"] in ("F1", "F4") and r["outcome"] == "allowed"
+        if step.kind == "unauthorized_read":  # refused, audited as refused, and nothing served
+            served = [r for r in obs.records if r["outcome"] == "allowed" and r["flow"] in ("F1", "F4")
                       and _who(r["principal"], obs.principal_names) == step.principal]
             flagged = evidence.get("status") == 403 and not served and bool(claimed)
-            claimed = [f"HTTP {evidence.get('status')} {evidence.get('error_type', '')}".strip(), *claimed,
+            claimed = [f"HTTP {evidence.get('status')} {evidence.get('error_type', '')}".strip(),
+                       *(f"audited: {c}" for c in claimed),
                        f"{len(served)} allowed F1/F4 audit record(s) for {step.principal}: no data left the store"]
         elif step.kind == "feature_rows_to_control_plane":  # refused, and its values nowhere in the audit log
             flagged = bool(claimed) and evidence.get("leaked_value_in_audit_log") is False
         else:
             flagged = bool(claimed)
         results.append({"name": step.name, "kind": step.kind, "flagged": flagged, "evidence": claimed,
-                        "step": {k: v for k, v in evidence.items() if k != "principal_name"}})
+                        "step": {k: v for k, v in evidence.items() if k not in ("principal_name", "principal")}})
     return results
 
 
@@ -245,11 +236,16 @@ def build_report(obs: Observations) -> dict[str, Any]:
     misuse = judge_misuse(obs, checks)
     queries = judge_queries(obs.queries)
     expected_flows = judge_flows(obs.scenario, flows)
+    training = judge_training(obs.training)
     unclaimed = [f["detail"] for c in checks for f in c["findings"] if "claimed_by" not in f]
     expectations = (
         [{"what": f"query {q['service']} {q['keys']} as {q['principal']}", "met": q["met"]} for q in queries]
         + [{"what": f"at least {f['min']} {f['flow']} message(s)", "seen": f["seen"], "met": f["met"]}
            for f in expected_flows]
+        + [{"what": f"materialize {m['feature_view']} [{m['start']}, {m['end']}) as {m['principal']} succeeded",
+            "met": m["met"]} for m in obs.materialized]
+        + _jobs_expectation(obs)
+        + [{"what": f"training data of {t['service']}", "met": t["met"]} for t in training]
         + [{"what": f"misuse '{m['name']}' flagged", "met": m["flagged"]} for m in misuse]
         + [{"what": f"no unexpected finding: {detail}", "met": False} for detail in unclaimed]
     )
@@ -260,11 +256,21 @@ def build_report(obs: Observations) -> dict[str, Any]:
         "started_at": obs.started_at, "finished_at": obs.finished_at, "steps": obs.steps,
         "audit": {"records": len(obs.records), "total_in_log": obs.audit_total},
         "flows": flows, "edges": _edges(obs.records), "queries": queries, "lineage": obs.lineage,
+        "jobs": [job_json(j) for j in obs.jobs], "materialize": obs.materialized, "training": training,
         "invariants": checks, "misuse": misuse, "expected_flows": expected_flows, "expectations": expectations,
         "passed": all(e["met"] for e in expectations),
     }
     report["digest"] = report_digest(report)
     return report
+
+
+def _jobs_expectation(obs: Observations) -> list[dict[str, Any]]:
+    """When the scenario runs batch jobs: every job of its workspace succeeded (none failed or pending)."""
+    if not obs.jobs and not obs.scenario.materialize and not obs.scenario.batch_files:
+        return []
+    done = sum(1 for j in obs.jobs if j["state"] == "succeeded")
+    return [{"what": "every batch job succeeded", "seen": f"{done} of {len(obs.jobs)}",
+             "met": bool(obs.jobs) and done == len(obs.jobs)}]
 
 
 def _edges(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -297,7 +303,13 @@ def report_digest(report: Mapping[str, Any]) -> str:
     core["ingested_rows"] = sum(f["rows"] for f in report["flows"] if f["flow"] == "F5" and f["outcome"] == "allowed")
     prefix = deployment["topic_prefix"]
     core["lineage"] = sorted((c["feature_view"], json.dumps(c["entity_key"]), "online_write" in c,
-                              sorted({normalize(s["topic"], "", prefix) for s in c.get("sources", [])}))
+                              sorted({_source_name(s["topic"], prefix) for s in c.get("sources", [])}))
                              for c in report["lineage"])
+    core["jobs"] = jobs_digest(report.get("jobs", []))
     core["denied_messages"] = {f["flow"]: f["messages"] for f in report["flows"] if f["outcome"] != "allowed"}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _source_name(topic: str, prefix: str) -> str:
+    """A source topic without the replay's prefix; a batch file by its name (its folder is the replay's)."""
+    return PurePath(topic).name if "/" in topic else str(normalize(topic, "", prefix))

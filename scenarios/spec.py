@@ -4,7 +4,8 @@ A scenario names the feature repository to apply (a folder, relative to the scen
 principals and their roles, the event streams to ingest (inline rows or a seeded generator; through the
 source topic or the HTTP ingest API), the queries and the values they must return, the flows the audit log
 must show, and deliberate misuse steps that the report must flag. Batch files, materialize steps and
-training-data queries are part of the format already (see `BatchFile`, `Materialize`, `TrainingQuery`).
+training-data queries (`BatchFile`, `Materialize`, `TrainingQuery`) drive batch materialization and
+offline retrieval.
 
 Parsing is pure: `parse_scenario` takes the text; only `load_scenario` reads the file.
 """
@@ -12,7 +13,7 @@ Parsing is pure: `parse_scenario` takes the text; only `load_scenario` reads the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,8 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class BatchFile:
-    """A file that stands in for a batch source's table (relative to the scenario file)."""
+    """A file (CSV or Parquet, relative to the scenario file) that stands in for a batch source's table:
+    the runner copies it next to the deployment's stores and points the source at the copy."""
 
     source: str
     path: Path
@@ -91,18 +93,25 @@ class BatchFile:
 
 @dataclass(frozen=True, slots=True)
 class Materialize:
+    """A manual trigger of a batch view's jobs over [start, end), waited for until they succeed."""
+
     feature_view: str
     start: str  # ISO-8601
     end: str
+    principal: str = ""  # who triggers (an operator or above; default: the admin)
 
 
 @dataclass(frozen=True, slots=True)
 class TrainingQuery:
-    """An offline, point-in-time correct read: the events file's rows joined with the service's features."""
+    """An offline, point-in-time correct read: the events (inline rows or a CSV/Parquet file) joined with
+    the service's features as of each event's `timestamp_key`; `expect[i]` holds the i-th event's values."""
 
     service: str
-    events: Path
+    events: Path | None = None
     expect_rows: int | None = None
+    rows: tuple[dict[str, Any], ...] = ()  # inline events, instead of a file
+    timestamp_key: str = "ts"
+    expect: tuple[dict[str, Any], ...] = ()  # feature -> exact value (null: no value) or PRESENT, per event
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,13 +253,15 @@ def _stream(r: _Reader) -> Stream:
     return stream
 
 
-def _expected(r: _Reader) -> dict[str, Any]:
-    expect = r.mapping("expect")
+def _expected(r: _Reader, key: str = "expect") -> dict[str, Any]:
+    """Feature -> value: `r[key]`, or with key "" the mapping `r` itself (then read whole)."""
+    expect = r.mapping(key) if key else {str(k): v for k, v in r.value.items()}
+    where = f"{key}." if key else ""
     for name, value in expect.items():
         if isinstance(value, str) and value != PRESENT and value.lower() == PRESENT:
-            raise r.fail(f"expect.{name}", f"write '{PRESENT}' in lower case")
+            raise r.fail(f"{where}{name}", f"write '{PRESENT}' in lower case")
         if isinstance(value, list | dict):
-            raise r.fail(f"expect.{name}", "must be a scalar value or 'present'")
+            raise r.fail(f"{where}{name}", "must be a scalar value or 'present'")
     return expect
 
 
@@ -276,6 +287,51 @@ def _misuse(r: _Reader) -> Misuse:
         misuse = Misuse(kind, name)
     r.done()
     return misuse
+
+
+def _training(r: _Reader, base: Path) -> TrainingQuery:
+    events = r.raw("events")
+    if isinstance(events, str) and events:
+        path, rows = (base / events).resolve(), ()
+    elif isinstance(events, list) and events and all(isinstance(e, dict) for e in events):
+        path, rows = None, tuple(events)
+    else:
+        raise r.fail("events", "required: a CSV/Parquet file (relative to the scenario) or a non-empty list of rows")
+    expect = r.items("expect")
+    if rows and len(expect) > len(rows):
+        raise r.fail("expect", f"{len(expect)} expectation(s) for {len(rows)} event(s): one mapping per event, "
+                               "in the events' order")
+    query = TrainingQuery(r.text("service"), path, None if r.raw("expect_rows") is None else r.whole("expect_rows"),
+                          rows, r.text("timestamp_key", "ts"), tuple(_expected(e, "") for e in expect))
+    r.done()
+    return query
+
+
+def _materialize(r: _Reader) -> Materialize:
+    step = Materialize(r.text("feature_view"), _iso(r, "start"), _iso(r, "end"), str(r.raw("principal", "")))
+    if utc_instant(step.end) <= utc_instant(step.start):
+        raise r.fail("end", f"must be after start ({step.start}), got {step.end}")
+    r.done()
+    return step
+
+
+def utc_instant(text: str) -> datetime:
+    """An ISO-8601 time; UTC when it names no zone (as the gateway reads it)."""
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _iso(r: _Reader, key: str) -> str:
+    value = r.raw(key)
+    if isinstance(value, datetime | date):  # YAML reads unquoted times and dates itself
+        value = value.isoformat()
+    if not isinstance(value, str):
+        raise r.fail(key, "required, an ISO-8601 time" if value is None else f"must be an ISO-8601 time, got {value!r}")
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise r.fail(key, f"must be an ISO-8601 time, got {value!r}") from None
+    return value
 
 
 def _flows(r: _Reader) -> dict[str, int]:
@@ -313,11 +369,8 @@ def parse_scenario(text: str, origin: Path) -> Scenario:
         queries=tuple(_query(q) for q in r.items("queries")),
         expect_flows=_flows(r), misuse=tuple(_misuse(m) for m in r.items("misuse")),
         batch_files=tuple(BatchFile(b.text("source"), _relative(b, "path", base)) for b in r.items("batch_files")),
-        materialize=tuple(Materialize(m.text("feature_view"), m.text("start"), m.text("end"))
-                          for m in r.items("materialize")),
-        training=tuple(TrainingQuery(t.text("service"), _relative(t, "events", base),
-                                     None if t.raw("expect_rows") is None else t.whole("expect_rows"))
-                       for t in r.items("training_data")),
+        materialize=tuple(_materialize(m) for m in r.items("materialize")),
+        training=tuple(_training(t, base) for t in r.items("training_data")),
         timeout_s=r.number("timeout_s", 60.0, minimum=1),
     )
     r.done()
@@ -334,6 +387,9 @@ def _check_references(scenario: Scenario, label: str) -> None:
     for i, stream in enumerate(scenario.streams):
         if stream.principal and stream.principal not in known:
             raise ScenarioError(label, f"streams[{i}].principal", f"'{stream.principal}' is not in principals")
+    for i, step in enumerate(scenario.materialize):
+        if step.principal and step.principal not in known:
+            raise ScenarioError(label, f"materialize[{i}].principal", f"'{step.principal}' is not in principals")
     for i, misuse in enumerate(scenario.misuse):
         if misuse.principal and misuse.principal not in known:
             raise ScenarioError(label, f"misuse[{i}].principal", f"'{misuse.principal}' is not in principals")

@@ -98,10 +98,11 @@ def test_misuse_is_flagged_exactly(tmp_path: Path) -> None:
         ("stored-f7-record-changed", True)]
     broken = {i["name"]: i["findings"] for i in report["invariants"] if i["status"] == "broken"}
     assert sorted(broken) == ["all flows allowed", "audit hash chain intact"]
-    denied = sorted((d["flow"], d["from_component"], d["to_plane"], d["claimed_by"])
-                    for d in broken["all flows allowed"])
-    assert denied == [("F1", "customer_app", "data", "viewer-reads-features"),  # the refused read, audited
-                      ("F9", "rift", "control", "rift-sends-rows-to-control-plane")]
+    refused_read, refused_send = sorted(broken["all flows allowed"], key=lambda f: f["flow"])
+    assert (refused_read["flow"], refused_read["principal"], refused_read["claimed_by"]) == (
+        "F1", "analyst", "viewer-reads-features")  # the gateway audits the refused read
+    assert (refused_send["flow"], refused_send["from_component"], refused_send["to_plane"],
+            refused_send["claimed_by"]) == ("F9", "rift", "control", "rift-sends-rows-to-control-plane")
     [chain] = broken["audit hash chain intact"]
     tampered = report["misuse"][2]["step"]
     assert chain["seq"] == tampered["tampered_seq"]
@@ -117,6 +118,45 @@ def test_fraud_detection_replays_green(tmp_path: Path) -> None:
     flows = {f["flow"]: f for f in report["flows"]}
     assert flows["F5"]["rows"] == 305  # 300 generated + 3 known on the topic, 2 chargebacks over HTTP
     assert "disputes-service" in flows["F5"]["principals"]
+    # The realtime view, computed from the request context and the user's stored aggregates.
+    risk = next(q for q in report["queries"] if q["service"] == "authorization_risk")
+    assert risk["request_context"] == {"amount": 120.0, "country": "DE"}
+    assert (risk["features"]["transaction_risk.amount_vs_mean_1h"], risk["features"]["transaction_risk.new_country"],
+            risk["statuses"]["transaction_risk.unusual_amount"]) == (6.0, True, "PRESENT")
+
+
+def test_batch_backfill_replays_green_with_its_jobs_f6_and_training_data(tmp_path: Path) -> None:
+    code, report, stdout = run_replay("batch_backfill.yaml", tmp_path / "first")
+    assert_passed(code, report)
+    assert [i["status"] for i in report["invariants"]] == ["held"] * 5
+    flows = {f["flow"]: f for f in report["flows"]}
+    assert {"F6", "F8", "F9"} <= set(flows)
+    assert flows["F6"]["routes"] == ["customer_app (customer) -> rift (data)"]
+    assert flows["F6"]["rows"] == 10  # the 6 rows of the CSV by the backfill on Rift, 4 by the manual range
+    assert "batch-operator" in flows["F8"]["principals"]  # the manual trigger's job
+    assert "F6 allowed" in stdout
+
+    jobs = report["jobs"]
+    assert {j["state"] for j in jobs} == {"succeeded"}
+    rows_read: dict[tuple[str, str, str], int] = {}
+    for j in jobs:
+        key = (j["feature_view"], j["trigger"], j["compute"])
+        rows_read[key] = rows_read.get(key, 0) + j["source_rows"]
+    assert rows_read == {("user_spending", "backfill", "rift"): 6, ("user_totals", "backfill", "external"): 6,
+                         ("user_merchants", "manual", "rift"): 4}
+    [manual] = [j for j in jobs if j["trigger"] == "manual"]
+    assert (manual["start"], manual["end"]) == ("2026-01-01T00:00:00+00:00", "2026-01-04T00:00:00+00:00")
+    assert report["materialize"][0]["met"]
+
+    [training] = report["training"]
+    assert training["met"], training["checks"]
+    assert training["rows"][1]["user_spending.last_amount"] == 60.0  # as of 2026-01-03 12:00, not the last row
+    page = (tmp_path / "first" / "report.html").read_text()
+    assert "<h2>Batch jobs</h2>" in page
+    assert 'data-flow="F6"' in page
+
+    _, again, _ = run_replay("batch_backfill.yaml", tmp_path / "second")
+    assert again["digest"] == report["digest"]
 
 
 async def test_replay_against_a_running_deployment_and_its_lineage_page(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.picture import Edge, edges_from_records, render_svg
+from scenarios.batch import TrainingResult
 from scenarios.html import render_html
 from scenarios.report import ChainCheck, Observations, QueryResult, build_report
 from scenarios.spec import Scenario, load_scenario
@@ -108,11 +109,12 @@ def test_each_invariant_flags_its_violation_unless_a_misuse_step_claims_it(
 
 def test_misuse_is_flagged_exactly_where_it_should_be(misuse: Scenario) -> None:
     fault = "misconfigured-rift-sends-rows-to-control-plane"
+    refused_read = record("F1", "customer_app", "feature_server", principal="sa-2", outcome="denied", rows=0,
+                          topic="", offset=-1, seq=9)
     records = [*healthy_records(), record("F9", "rift", "control_plane", principal=fault, outcome="denied", seq=8),
-               record("F1", "customer_app", "feature_server", principal="sa-2", topic="", offset=-1,
-                      outcome="denied", seq=9)]
+               refused_read]
     evidence = {
-        "viewer-reads-features": {"status": 403, "error_type": "PERMISSION_DENIED", "principal_name": "analyst"},
+        "viewer-reads-features": {"status": 403, "error_type": "PERMISSION_DENIED"},
         "rift-sends-rows-to-control-plane": {"principal_name": fault, "leaked_value_in_audit_log": False},
         "stored-f7-record-changed": {"tampered_seq": 3},
     }
@@ -123,6 +125,14 @@ def test_misuse_is_flagged_exactly_where_it_should_be(misuse: Scenario) -> None:
         ("viewer-reads-features", True), ("rift-sends-rows-to-control-plane", True),
         ("stored-f7-record-changed", True)]
     assert report["passed"], [e for e in report["expectations"] if not e["met"]]
+    denied = next(i for i in report["invariants"] if i["name"] == "all flows allowed")["findings"]
+    assert sorted(f["claimed_by"] for f in denied) == ["rift-sends-rows-to-control-plane", "viewer-reads-features"]
+
+    # A refused read that the audit log does not show as refused is not flagged.
+    unaudited = [r for r in records if r is not refused_read]
+    report = build_report(observe(misuse, unaudited, misuse=evidence, principal_names=names,
+                                  chain=ChainCheck(True, 6, 3)))
+    assert report["misuse"][0]["flagged"] is False
 
     # A break at another record than the tampered one is not the misuse: flagged neither, and unexplained.
     report = build_report(observe(misuse, records, misuse=evidence, principal_names=names,
@@ -182,3 +192,46 @@ def test_the_html_report_is_self_contained_and_escapes_what_it_shows(misuse: Sce
     assert "src=" not in page
     assert "href=" not in page
     assert "FAILED" in page  # the misuse steps were not provoked in these observations
+
+
+def batch_job(start: str, end: str, trigger: str = "backfill", state: str = "succeeded", rows: int = 3,
+              job_id: str = "j1") -> dict[str, Any]:
+    return {"job_id": job_id, "workspace": "history", "feature_view": "user_spending", "trigger": trigger,
+            "compute": "rift", "start": start, "end": end, "state": state, "attempt": 1, "source_rows": rows,
+            "rows_written": rows, "tiles_written": 0, "error": "", "updated_at": "2026-11-26T10:00:00+00:00"}
+
+
+def test_a_batch_replay_lists_its_jobs_and_judges_them_and_its_training_data() -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "batch_backfill.yaml")
+    [training_query] = scenario.training
+    expected = [dict(e) for e in training_query.expect]
+    training = [TrainingResult(training_query, expected)]
+    jobs = [batch_job("2026-01-01T00:00:00+00:00", "2026-06-01T00:00:00+00:00"),
+            batch_job("2026-06-01T00:00:00+00:00", "2026-11-26T00:00:00+00:00", rows=0, job_id="j2")]
+    base = observe(scenario, healthy_records(), rows_sent=2, jobs=jobs, training=training)
+    report = build_report(base)
+    assert [(j["start"], j["state"], j["source_rows"]) for j in report["jobs"]] == [
+        ("2026-01-01T00:00:00+00:00", "succeeded", 3), ("2026-06-01T00:00:00+00:00", "succeeded", 0)]
+    assert "job_id" not in report["jobs"][0]
+    verdicts = {e["what"]: e["met"] for e in report["expectations"]}
+    assert verdicts["every batch job succeeded"] is True
+    assert verdicts["training data of spending_training"] is True
+    page = render_html(report)
+    assert "<h2>Batch jobs</h2>" in page
+    assert "[2026-06-01T00:00:00+00:00, 2026-11-26T00:00:00+00:00)" in page
+    assert "Training data: <code>spending_training</code>" in page
+
+    # Another split of the same backfill (the replay ran on another day) gives the same digest.
+    resplit = [batch_job("2026-01-01T00:00:00+00:00", "2026-11-27T00:00:00+00:00", job_id="x")]
+    assert build_report(observe(scenario, healthy_records(), rows_sent=2, jobs=resplit,
+                                training=training))["digest"] == report["digest"]
+    # A job left pending fails the replay; so does a training value that differs.
+    pending = build_report(observe(scenario, healthy_records(), rows_sent=2, training=training,
+                                   jobs=[*jobs, batch_job("2026-11-26T00:00:00+00:00", "2026-11-27T00:00:00+00:00",
+                                                          state="queued", rows=0)]))
+    assert not pending["passed"]
+    wrong = [dict(expected[0], **{"user_spending.last_amount": 6.0}), *expected[1:]]
+    changed = build_report(observe(scenario, healthy_records(), rows_sent=2, jobs=jobs,
+                                   training=[TrainingResult(training_query, wrong)]))
+    assert not changed["passed"]
+    assert changed["digest"] != report["digest"]

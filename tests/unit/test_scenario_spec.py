@@ -50,13 +50,54 @@ expect_flows: {F5: {min: 1}, F1: {min: 2}}
 
 def test_the_format_expresses_batch_files_materialize_and_training_data() -> None:
     scenario = parse_scenario(BASE + """
+principals: [{name: ops, roles: [operator]}]
 batch_files: [{source: transactions_history, path: data/history.parquet}]
-materialize: [{feature_view: user_spending, start: "2026-01-01", end: "2026-02-01"}]
-training_data: [{service: fraud_detection, events: data/events.parquet, expect_rows: 100}]
+materialize: [{feature_view: user_spending, start: "2026-01-01", end: 2026-02-01T00:00:00Z, principal: ops}]
+training_data:
+  - {service: fraud_detection, events: data/events.parquet, expect_rows: 100}
+  - service: spending
+    timestamp_key: at
+    events: [{user_id: u1, at: "2026-01-02T09:00:00Z"}, {user_id: u2, at: 2026-01-03T00:00:00Z}]
+    expect: [{last_amount: 5.0, last_merchant: null}]
 """, ORIGIN)
     assert scenario.batch_files[0].path == (ROOT / "scenarios" / "data" / "history.parquet").resolve()
-    assert scenario.materialize[0].feature_view == "user_spending"
-    assert scenario.training[0].expect_rows == 100
+    step = scenario.materialize[0]
+    assert (step.feature_view, step.start, step.principal) == ("user_spending", "2026-01-01", "ops")
+    assert step.end == "2026-02-01T00:00:00+00:00"  # YAML read the unquoted time; it is kept as ISO text
+    from_file, inline = scenario.training
+    events_file = (ROOT / "scenarios" / "data" / "events.parquet").resolve()
+    assert (from_file.events, from_file.expect_rows) == (events_file, 100)
+    assert (inline.events, inline.timestamp_key, len(inline.rows)) == (None, "at", 2)
+    assert inline.expect == ({"last_amount": 5.0, "last_merchant": None},)
+
+
+def test_batch_backfill_triggers_a_range_and_expects_training_values() -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "batch_backfill.yaml")
+    assert scenario.batch_files[0].path.is_file()
+    assert [m.principal for m in scenario.materialize] == ["batch-operator"]
+    [training] = scenario.training
+    assert len(training.expect) == len(training.rows) == training.expect_rows
+    assert {"F6", "F8", "F9"} <= set(scenario.expect_flows)
+
+
+@pytest.mark.parametrize(("step", "where", "problem"), [
+    ("materialize: [{feature_view: v, start: '2026-01-02', end: '2026-01-01'}]", "materialize[0].end",
+     "must be after start"),
+    ("materialize: [{feature_view: v, start: yesterday, end: '2026-01-01'}]", "materialize[0].start",
+     "ISO-8601"),
+    ("materialize: [{feature_view: v, start: '2026-01-01', end: '2026-01-02', principal: nobody}]",
+     "materialize[0].principal", "not in principals"),
+    ("training_data: [{service: s}]", "training_data[0].events", "required"),
+    ("training_data: [{service: s, events: [{a: 1}], expect: [{x: 1}, {x: 2}]}]", "training_data[0].expect",
+     "one mapping per event"),
+    ("training_data: [{service: s, events: [{a: 1}], expect: [{x: [1]}]}]", "training_data[0].expect[0].x",
+     "scalar"),
+])
+def test_a_broken_batch_step_names_where(step: str, where: str, problem: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(BASE + step + "\n", ORIGIN)
+    assert caught.value.where == where
+    assert problem in caught.value.problem
 
 
 @pytest.mark.parametrize(("text", "where", "problem"), [
