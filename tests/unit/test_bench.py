@@ -234,6 +234,7 @@ def test_materialize_job_progress_and_rates() -> None:
     result = materialize.rates(1000, {"job_succeeded": 0.5, "online_complete": 1.0, "offline_complete": 2.0})
     assert result["seconds"] == 2.0
     assert result["rows_per_s"] == 500.0
+    assert result["online_rows_per_s"] == 1000.0
 
 
 def test_report_shows_each_computes_materialization_ratio_and_stages() -> None:
@@ -241,15 +242,16 @@ def test_report_shows_each_computes_materialization_ratio_and_stages() -> None:
     stages = {"job_succeeded": 1.0, "online_complete": 1.5, "offline_complete": 2.0}
     full["materialize"]["featureplane"] = {
         "source_rows": 1000,
-        "rift": {"source_rows": 1000, "seconds": 2.0, "rows_per_s": 500.0, "marks_s": stages},
+        "rift": {"source_rows": 1000, "seconds": 2.0, "rows_per_s": 500.0, "online_rows_per_s": 666.7,
+                 "marks_s": stages},
         "external": {"source_rows": 1000, "seconds": 0.25, "rows_per_s": 4000.0, "marks_s": stages},
         "profile": {"hot_spots": {"rift": {"samples": 10, "self": [{"function": "f (a.py)", "percent": 60.0}],
                                            "project_inclusive": [{"function": "run_job (actors/x.py)",
                                                                   "percent": 90.0}]}}},
     }
     text = report.render(full)
-    assert "| batch materialization on Rift, 1,000 source rows → online + offline | 500 rows/s (2.00 s) | " \
-           "2,000 rows/s (0.50 s, online only) | 0.25x |" in text
+    assert "| batch materialization on Rift, 1,000 source rows → online + offline | 500 rows/s (2.00 s; " \
+           "online alone 667 rows/s) | 2,000 rows/s (0.50 s, online only) | 0.25x |" in text
     assert "| batch materialization on ExternalCompute, 1,000 source rows → online + offline | 4,000 rows/s" in text
     assert "| 2.0x | ≥ 10x rows/s |" in text
     assert "| Rift | 1.00 s | 1.50 s | 2.00 s | 500 |" in text
