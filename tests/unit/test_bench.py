@@ -3,6 +3,7 @@ summary, and the repositories both systems get."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -256,3 +257,18 @@ def test_report_shows_each_computes_materialization_ratio_and_stages() -> None:
     assert "| 2.0x | ≥ 10x rows/s |" in text
     assert "| Rift | 1.00 s | 1.50 s | 2.00 s | 500 |" in text
     assert "| `run_job (actors/x.py)` | 90.0 |" in text
+
+
+def test_until_returns_the_first_answer_and_gives_up_after_its_timeout() -> None:
+    answers = iter([None, None, "done"])
+
+    async def check() -> str | None:
+        return next(answers)
+
+    assert asyncio.run(materialize.until(check, 0.001, "x")) == "done"
+
+    async def never() -> None:
+        return None
+
+    with pytest.raises(TimeoutError, match="never: not within 0 s"):
+        asyncio.run(materialize.until(never, 0.001, "never", timeout_s=0.01))
