@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -54,5 +55,33 @@ def record(pid: int, seconds: float, out: Path) -> str | None:
                           capture_output=True, text=True, check=False)
     if done.returncode != 0 or not out.exists():
         print(f"py-spy failed: {done.stderr[-500:]}", file=sys.stderr, flush=True)
+        return None
+    return out.read_text()
+
+
+def start_recording(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy recording `pid` until `stop_recording` (for work whose length is not known beforehand);
+    None when py-spy is not installed."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        return None
+    out.unlink(missing_ok=True)
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "--format", "raw",
+                             "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop_recording(recording: subprocess.Popen[bytes] | None, out: Path, timeout_s: float = 60) -> str | None:
+    """Stops a recording as Ctrl-C would (py-spy then writes its output); its collapsed stacks, or None."""
+    if recording is None:
+        return None
+    recording.send_signal(signal.SIGINT)
+    try:
+        _, err = recording.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        recording.kill()
+        recording.communicate()
+        return None
+    if not out.exists():
+        print(f"py-spy failed: {err.decode(errors='replace')[-500:]}", file=sys.stderr, flush=True)
         return None
     return out.read_text()

@@ -139,8 +139,9 @@ def main() -> int:
         feast_mat = peer.materialize()
         say(f"  {feast_mat['rows_per_s']:,.0f} rows/s")
         if "materialize" in selected:
-            result["materialize"] = {"feast": feast_mat,
-                                     "featureplane": materialize.featureplane_rows_per_s(history_path, WORKDIR)}
+            say("featureplane materialize (the same rows into its online and offline stores, own broker) ...")
+            result["materialize"] = {"feast": feast_mat, "featureplane": materialize.featureplane_rows_per_s(
+                history_path, WORKDIR, say, profile=sizes.profile_s > 0)}
     if "startup" in selected:
         result["startup"] = run_startup(sizes)
     if {"ingest", "freshness", "online"} & set(selected):

@@ -466,20 +466,25 @@ class FeatureServer:
 
     async def trace_write(self, write_id: str, principal: str) -> dict[str, Any]:
         """A store write (online or offline) traced through the audit log: where the written message sits
-        (F7) and the source records that fed the batch it came from (F5, same correlation id)."""
+        (F7) and what fed the batch it came from (same correlation id): source records (F5; offsets of the
+        source topic) or the rows of a batch source file a job read (F6; the file and its row range).
+
+        Writes of jobs on ExternalCompute cross no plane and leave no audit record, so they trace no
+        further than their id."""
         writes = (await self.recent_audit(1, principal, flow="F7", causation_id=write_id)).records
         if not writes:
             return {"write": {"event_id": write_id}, "sources": []}
         write = writes[0]
-        sources = (await self.recent_audit(MAX_LINEAGE_SOURCES, principal, flow="F5",
-                                           correlation_id=write.correlation_id)).records
+        sources = [s for flow in (Flow.F5, Flow.F6) for s in (await self.recent_audit(
+            MAX_LINEAGE_SOURCES, principal, flow=flow.value, correlation_id=write.correlation_id)).records]
         return {
             "write": {"event_id": write_id, "topic": write.topic, "partition": write.partition,
                              "offset": write.first_offset, "at": write.occurred_at.isoformat()},
             "correlation_id": write.correlation_id,
             "sources": [{"topic": s.topic, "partition": s.partition, "first_offset": s.first_offset,
                          "last_offset": s.last_offset, "records": s.message_count, "rows": s.row_count,
-                         "from": s.from_component.value, "principal": s.principal} for s in sources],
+                         "from": s.from_component.value, "principal": s.principal, "flow": s.flow.value}
+                        for s in sources],
         }
 
     async def _ask(self, outbound: Outbound, request_id: str,

@@ -80,7 +80,8 @@ async def test_backfill_manual_trigger_and_external_compute(deployment: Deployme
     url, workspace = deployment.gateway_url, "batchws"
     repo = tmp_path / "repo"
     repo.mkdir()
-    (repo / "features.py").write_text(REPO.format(path=write_source(tmp_path)))
+    source_path = write_source(tmp_path)
+    (repo / "features.py").write_text(REPO.format(path=source_path))
     await apply(conn, repo, workspace, admin_key)
 
     async with aiohttp.ClientSession() as session:
@@ -116,6 +117,16 @@ async def test_backfill_manual_trigger_and_external_compute(deployment: Deployme
         assert served == {"spend.doubled": 15.0, "spend_ext.ext_amount": 7.5, "spend_manual.manual_amount": 7.5}
         status, answer = await get_features(session, url, workspace, "spend_svc", {"user_id": "u2"}, admin_key)
         assert answer["result"]["features"] == [2.5, 1.25, None]  # u2's row is after the manual range
+
+        # Lineage of a value a Rift job wrote: the batch file and the rows the job read (F6).
+        lineage = {"params": {"workspace_name": workspace, "feature_service_name": "spend_svc",
+                              "join_key_map": {"user_id": "u1"}}}
+        async with session.post(f"{url}/api/v1/lineage", json=lineage, headers=auth(admin_key)) as resp:
+            assert resp.status == 200, await resp.text()
+            chains = {c["feature_view"]: c for c in (await resp.json())["lineage"]}
+        (read,) = chains["spend"]["sources"]
+        assert (read["flow"], read["topic"]) == ("F6", str(source_path))
+        assert 0 <= read["first_offset"] <= read["last_offset"] < len(ROWS)
 
         # The CLI triggers the next range and waits for it; `featureplane jobs` lists both manual jobs.
         cli_args = ["--gateway", url, "--api-key", admin_key]

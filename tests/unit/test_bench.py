@@ -3,13 +3,14 @@ summary, and the repositories both systems get."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import data, feast_peer, processes, profiling, report, serving
+from bench import data, feast_peer, materialize, processes, profiling, report, serving
 from bench.loadgen import LoadResult, arrival_offsets
 from bench.stats import latency_summary, percentile, ratio
 from sdk.repo import load_repo
@@ -167,7 +168,7 @@ def test_report_shows_ratios_to_feast_at_the_same_concurrency() -> None:
     assert "online batch of 100 keys (c=16) | 4,500 entities/s" in text
     assert "0.50x" in text  # batch, cache off: 4,500 against Feast's 9,000 entities/s
     assert "99.0 %" in text
-    assert "not measured yet" in text
+    assert "| batch materialization, 1,000 source rows | pending | 2,000 rows/s | — |" in text
     assert "| featureplane single, cache on | 1 | 500 | 500 | 1.00 | 2.00 | 3.00 | 5.0x |" in text
 
 
@@ -190,3 +191,84 @@ def test_report_shows_the_half_peak_latency_against_its_target() -> None:
     full["online"]["half_peak_cache_on"] = {**_points({0: 2000.0})[0], "rate_per_s": 2000.0}
     text = report.render(full)
     assert "open loop at half our peak (2,000 req/s) | p50 1.00 / p99 3.00 ms" in text
+
+
+def test_materialize_repo_has_a_batch_view_per_compute_with_every_feature_and_no_start_time(tmp_path: Path) -> None:
+    history = tmp_path / "history.parquet"
+    data.history(3, 2).write_parquet(history)
+    (tmp_path / "features.py").write_text(materialize.repo_text(history, materialize.VIEWS))
+    repo = load_repo(tmp_path)
+    views = {v.name: v for v in repo.feature_views}
+    assert set(views) == set(materialize.VIEWS)
+    for name, compute in materialize.VIEWS.items():
+        view = views[name]
+        assert view.compute == compute
+        assert view.feature_start_time is None  # nothing backfills at apply: the trigger starts the clock
+        assert [(f.name, f.dtype.value) for f in view.features] == list(data.FEATURES)  # Feast's ten columns
+        assert not view.aggregates
+    assert {s.name: s.feature_views for s in repo.feature_services} == {f"svc_{n}": (n,) for n in materialize.VIEWS}
+
+
+def test_materialize_trigger_covers_every_row_and_the_last_row_is_the_last_users_latest() -> None:
+    history = data.history(20, 3)
+    start, end = materialize.whole_range(history)
+    assert history.filter((history["ts"] < start) | (history["ts"] >= end)).height == 0
+    assert end - start <= data.HISTORY_SPAN + timedelta(seconds=1)
+    body = materialize.trigger_body("mat_rift", (start, end))
+    assert body == {"workspace": materialize.WORKSPACE, "feature_view": "mat_rift", "start": start.isoformat(),
+                    "end": end.isoformat()}
+    user, values = materialize.last_row(history)
+    mine = history.filter(history["user_id"] == user)
+    assert user == max(history["user_id"])
+    assert values[0] == mine.sort("ts")["amount"][-1]
+    assert len(values) == len(data.FEATURES)
+
+
+def test_materialize_job_progress_and_rates() -> None:
+    assert materialize.job_progress([]) is None
+    assert materialize.job_progress([{"state": "queued"}]) is None
+    assert materialize.job_progress([{"state": "failed"}]) is None  # retried: keep waiting
+    assert materialize.job_progress([{"state": "succeeded", "source_rows": 5}]) == {"state": "succeeded",
+                                                                                    "source_rows": 5}
+    with pytest.raises(RuntimeError, match="abandoned: boom"):
+        materialize.job_progress([{"state": "abandoned", "error": "boom"}])
+    result = materialize.rates(1000, {"job_succeeded": 0.5, "online_complete": 1.0, "offline_complete": 2.0})
+    assert result["seconds"] == 2.0
+    assert result["rows_per_s"] == 500.0
+    assert result["online_rows_per_s"] == 1000.0
+
+
+def test_report_shows_each_computes_materialization_ratio_and_stages() -> None:
+    full = _report()
+    stages = {"job_succeeded": 1.0, "online_complete": 1.5, "offline_complete": 2.0}
+    full["materialize"]["featureplane"] = {
+        "source_rows": 1000,
+        "rift": {"source_rows": 1000, "seconds": 2.0, "rows_per_s": 500.0, "online_rows_per_s": 666.7,
+                 "marks_s": stages},
+        "external": {"source_rows": 1000, "seconds": 0.25, "rows_per_s": 4000.0, "marks_s": stages},
+        "profile": {"hot_spots": {"rift": {"samples": 10, "self": [{"function": "f (a.py)", "percent": 60.0}],
+                                           "project_inclusive": [{"function": "run_job (actors/x.py)",
+                                                                  "percent": 90.0}]}}},
+    }
+    text = report.render(full)
+    assert "| batch materialization on Rift, 1,000 source rows → online + offline | 500 rows/s (2.00 s; " \
+           "online alone 667 rows/s) | 2,000 rows/s (0.50 s, online only) | 0.25x |" in text
+    assert "| batch materialization on ExternalCompute, 1,000 source rows → online + offline | 4,000 rows/s" in text
+    assert "| 2.0x | ≥ 10x rows/s |" in text
+    assert "| Rift | 1.00 s | 1.50 s | 2.00 s | 500 |" in text
+    assert "| `run_job (actors/x.py)` | 90.0 |" in text
+
+
+def test_until_returns_the_first_answer_and_gives_up_after_its_timeout() -> None:
+    answers = iter([None, None, "done"])
+
+    async def check() -> str | None:
+        return next(answers)
+
+    assert asyncio.run(materialize.until(check, 0.001, "x")) == "done"
+
+    async def never() -> None:
+        return None
+
+    with pytest.raises(TimeoutError, match="never: not within 0 s"):
+        asyncio.run(materialize.until(never, 0.001, "never", timeout_s=0.01))
