@@ -14,12 +14,26 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 from actors.bus import Outgoing, Record, StartAt
 from actors.settings import KafkaCredentials
 from events.data import Coordinates
-from events.errors import Unavailable
+from events.errors import PermissionDenied, Unavailable
+
+# The broker refused this principal (SASL login or ACL): retrying will not help.
+_REFUSED = (AuthenticationFailedError, SaslAuthenticationFailed, TopicAuthorizationFailedError,
+            GroupAuthorizationFailedError, TransactionalIdAuthorizationFailed, ClusterAuthorizationFailedError)
 
 # How long a new topic may take to show up in a consumer's metadata.
 _METADATA_MAX_AGE_MS = 3_000
@@ -199,5 +213,15 @@ async def _wait_assigned(consumer: AIOKafkaConsumer, topics: set[str], timeout_s
 async def _start(client: Any) -> None:
     try:
         await client.start()
+    except _REFUSED as exc:
+        await _close_quietly(client)
+        raise PermissionDenied(f"the Kafka broker refused this client: {exc}") from exc
     except (KafkaConnectionError, KafkaError) as exc:
+        await _close_quietly(client)
         raise Unavailable(f"Kafka is not reachable: {exc}") from exc
+
+
+async def _close_quietly(client: Any) -> None:
+    stop = getattr(client, "stop", None) or client.close
+    with contextlib.suppress(KafkaError, OSError):
+        await stop()

@@ -23,6 +23,8 @@ from deploy.acls import BROKER_USER, OPERATOR_USER, PLANE_USERS, AclBinding
 from events.planes import Plane
 
 CREDENTIALS_FILE = "kafka-credentials.json"
+# Where the logins are when the broker's set-up made them elsewhere (docker compose: a read-only volume).
+CREDENTIALS_ENV_VAR = "FEATUREPLANE_KAFKA_CREDENTIALS"
 ACL_SETUP = Path(__file__).resolve().parent / "kafka" / "AclSetup.java"
 
 
@@ -58,7 +60,8 @@ ALL_USERS = (BROKER_USER, OPERATOR_USER, *PLANE_USERS.values())
 
 
 def credentials_path(state_dir: Path) -> Path:
-    return state_dir / CREDENTIALS_FILE
+    override = os.environ.get(CREDENTIALS_ENV_VAR)
+    return Path(override) if override else state_dir / CREDENTIALS_FILE
 
 
 def load_users(state_dir: Path) -> KafkaUsers | None:

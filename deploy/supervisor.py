@@ -100,7 +100,7 @@ def _kafka_users(options: UpOptions, state_dir: Path) -> KafkaUsers | None:
         users = load_users(state_dir)
         if users is None:
             raise RuntimeError(f"--secure with an external broker needs {credentials_path(state_dir)} "
-                               "(made by the broker's set-up: deploy/kafka_compose.py)")
+                               "(made by the broker's set-up: deploy/compose/kafka-init.sh)")
         return users
     return ensure_users(state_dir)
 
