@@ -186,7 +186,7 @@ def test_no_secret_in_logs_audit_records_error_bodies_or_reports(secure: Secure)
     near_misses = [secure.admin_key + "x", secure.service_key[:-1], "Bearer " + secure.admin_key]
     bodies = [json.dumps(_get_features(gateway, key)[1]) for key in near_misses]
     assert all('"requestError"' in body for body in bodies), bodies
-    audited = _run(state_dir, "audit", "query", "--limit", "100000")
+    audited = _run(state_dir, "audit", "query", "--limit", "10000")
     assert audited.returncode == 0, audited.stderr
     assert len(audited.stdout.splitlines()) > 10
     _run(state_dir, "down", timeout=120)  # every log flushed and closed
@@ -197,6 +197,8 @@ def test_no_secret_in_logs_audit_records_error_bodies_or_reports(secure: Secure)
     assert any("broker.log" in p for p in places)
     assert any("featureplane.log" in p for p in places)
     assert any("report.html" in p for p in places)
+    assert any(re.search(r"session_[^/]+/logs/.*worker.*\.(out|err)$", p) for p in places)  # the actors' output
+    assert API_KEY.search(secure.service_key.encode())  # the pattern does find a whole key
     leaks = [(where, secret[:6] + "...") for where, content in places.items()
              for secret in secrets if secret.encode() in content]
     leaks += [(where, "an API key") for where, content in places.items() if API_KEY.search(content)]
