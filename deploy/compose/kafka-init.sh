@@ -2,7 +2,8 @@
 # docker compose, before the broker starts (apache/kafka image): make each Kafka principal's password once
 # (/secrets, a volume the featureplane container mounts read-only), write the broker's SASL settings and
 # format the storage with the SCRAM users, as deploy/kafka_sasl.py does for `featureplane up --secure`.
-# Passwords are never printed.
+# Passwords are never printed. Runs as root (fresh volumes belong to root) and hands the files to the
+# image's own user, which the broker and kafka-acls run as; featureplane (root) reads them too.
 set -eu
 umask 077
 SECRETS=/secrets
@@ -16,7 +17,6 @@ if [ ! -f "$CREDS" ]; then
   printf '\n}\n' >> "$CREDS.tmp"
   mv "$CREDS.tmp" "$CREDS"
 fi
-chmod 0644 "$CREDS"  # the featureplane container runs as another user; the volume is private to the stack
 pw() { sed -n "s/^ *\"$1\": \"\([^\"]*\)\".*/\1/p" "$CREDS"; }
 BROKER_PW="$(pw broker)"
 OPERATOR_PW="$(pw operator)"
@@ -44,3 +44,4 @@ PROPS
   /opt/kafka/bin/kafka-storage.sh format -t "$CLUSTER_ID" -c /tmp/format.properties "$@" > /dev/null
   echo "formatted the storage with the SCRAM users: $USERS"
 fi
+chown -R appuser:appuser /var/lib/kafka/data "$SECRETS"
