@@ -68,7 +68,7 @@ class ComponentHost:
     async def start(self, settings: Settings, kind: ComponentKind, instance: int = 0) -> None:
         self._kind, self._instance = kind.value, f"{kind.value}-{instance}"
         configure_logging(kind.value, json=settings.log_json)
-        bus = KafkaBus(settings.bootstrap_servers, client_id=self._instance)
+        bus = KafkaBus(settings.bootstrap_servers, client_id=self._instance, credentials=settings.kafka_credentials)
         self._closers.append(bus)
         await ensure_platform_topics(bus, settings)
         handler = await self._handler(settings, kind, bus)

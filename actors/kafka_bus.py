@@ -14,11 +14,26 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 from actors.bus import Outgoing, Record, StartAt
+from actors.settings import KafkaCredentials
 from events.data import Coordinates
-from events.errors import Unavailable
+from events.errors import PermissionDenied, Unavailable
+
+# The broker refused this principal (SASL login or ACL): retrying will not help.
+_REFUSED = (AuthenticationFailedError, SaslAuthenticationFailed, TopicAuthorizationFailedError,
+            GroupAuthorizationFailedError, TransactionalIdAuthorizationFailed, ClusterAuthorizationFailedError)
 
 # How long a new topic may take to show up in a consumer's metadata.
 _METADATA_MAX_AGE_MS = 3_000
@@ -97,13 +112,18 @@ class KafkaConsumer:
 class KafkaBus:
     """Creates clients for one broker (or cluster); `close()` stops the ones it keeps itself."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str = "featureplane") -> None:
+    def __init__(self, bootstrap_servers: str, client_id: str = "featureplane",
+                 credentials: KafkaCredentials | None = None) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
+        self._security = _security_options(credentials)
         self._plain: AIOKafkaProducer | None = None
 
     async def ensure_topics(self, topics: Mapping[str, int]) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
+        # Under ACLs a plane may not create what it may not use: the operator creates the platform's topics
+        # before the components start, and a per-topic refusal in the answer is not raised here.
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id,
+                                    **self._security)
         await _start(admin)
         try:
             existing = set(await admin.list_topics())
@@ -156,15 +176,22 @@ class KafkaBus:
         return {
             "bootstrap_servers": self._bootstrap, "client_id": self._client_id,
             "enable_idempotence": True, "acks": "all", "linger_ms": 1,
-            "max_request_size": 4 * 1024 * 1024,
+            "max_request_size": 4 * 1024 * 1024, **self._security,
         }
 
     def _consumer_options(self) -> dict[str, Any]:
         return {
             "bootstrap_servers": self._bootstrap, "client_id": self._client_id,
             "isolation_level": "read_committed", "enable_auto_commit": False,
-            "metadata_max_age_ms": _METADATA_MAX_AGE_MS, "fetch_max_wait_ms": 50,
+            "metadata_max_age_ms": _METADATA_MAX_AGE_MS, "fetch_max_wait_ms": 50, **self._security,
         }
+
+
+def _security_options(credentials: KafkaCredentials | None) -> dict[str, Any]:
+    if credentials is None:
+        return {}
+    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": credentials.mechanism,
+            "sasl_plain_username": credentials.username, "sasl_plain_password": credentials.password}
 
 
 async def _send_all(producer: AIOKafkaProducer, messages: Sequence[Outgoing]) -> list[Coordinates]:
@@ -186,5 +213,15 @@ async def _wait_assigned(consumer: AIOKafkaConsumer, topics: set[str], timeout_s
 async def _start(client: Any) -> None:
     try:
         await client.start()
+    except _REFUSED as exc:
+        await _close_quietly(client)
+        raise PermissionDenied(f"the Kafka broker refused this client: {exc}") from exc
     except (KafkaConnectionError, KafkaError) as exc:
+        await _close_quietly(client)
         raise Unavailable(f"Kafka is not reachable: {exc}") from exc
+
+
+async def _close_quietly(client: Any) -> None:
+    stop = getattr(client, "stop", None) or client.close
+    with contextlib.suppress(KafkaError, OSError):
+        await stop()

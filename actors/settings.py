@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from events.topics import TopicNames
+
+SASL_MECHANISM = "SCRAM-SHA-256"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaCredentials:
+    """One Kafka principal's SASL/SCRAM login. The password never shows in a repr, so a logged settings
+    object or a traceback carries the user name only."""
+
+    username: str
+    password: str = field(repr=False)
+    mechanism: str = SASL_MECHANISM
+
+    def __post_init__(self) -> None:
+        if not self.username or not self.password:
+            raise ValueError("Kafka credentials need a user name and a password")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +40,9 @@ class Settings:
     # Serving cache: entries older than this are fetched again (at most 24 h); 0 turns the cache off.
     serving_cache_max_age_s: float = 60.0
     serving_cache_entries: int = 100_000
+    # This process's own Kafka principal (SASL/SCRAM); None: the broker's listener is unauthenticated.
+    # A component gets its plane's credentials only (deploy/cluster.py).
+    kafka_credentials: KafkaCredentials | None = None
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers or ":" not in self.bootstrap_servers:

@@ -33,7 +33,8 @@ def _connection(args: argparse.Namespace) -> client.Connection:
     prefix = args.topic_prefix or (info.topic_prefix if info else "fp")
     gateway = args.gateway or os.environ.get("FEATUREPLANE_GATEWAY") or (
         info.gateway_url if info else "http://127.0.0.1:8080")
-    return client.Connection(bootstrap, TopicNames(prefix), gateway.rstrip("/"))
+    kafka = client.operator_credentials(Path(info.state_dir)) if info and info.secure else None
+    return client.Connection(bootstrap, TopicNames(prefix), gateway.rstrip("/"), kafka)
 
 
 def _api_key(args: argparse.Namespace) -> str:
@@ -66,7 +67,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         state_dir=args.state_dir, gateway_host=args.host, gateway_port=args.port, kafka_port=args.kafka_port,
         kafka_controller_port=args.kafka_controller_port,
         external_bootstrap=args.bootstrap, topic_prefix=args.topic_prefix or "fp", rift_workers=args.rift_workers,
-        metadata_key_file=args.metadata_key_file,
+        metadata_key_file=args.metadata_key_file, secure=args.secure,
     )
     if args.foreground:
         return asyncio.run(supervisor.run_foreground(options))
@@ -289,7 +290,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         known = info is not None and info.gateway_url.rstrip("/") == args.against.rstrip("/")
         options = scenario_replay.ReplayOptions(options.scenario, options.out_dir, args.against, _api_key(args),
                                        conn.bootstrap_servers, conn.topics.prefix,
-                                       args.state_dir.resolve() if known else None)
+                                       args.state_dir.resolve() if known else None, conn.kafka)
     report = scenario_replay.run(options)
     failed = [e["what"] for e in report["expectations"] if not e["met"]]
     print(f"scenario {report['scenario']}: {'passed' if not failed else 'FAILED'} (digest {report['digest']})")
@@ -361,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--metadata-key-file", type=Path,
                     help="key encrypting the control plane's metadata (default: $FEATUREPLANE_METADATA_KEY, "
                          "else one made in the state folder)")
+    up.add_argument("--secure", action="store_true",
+                    help="SASL/SCRAM logins and ACLs on the local broker: each plane its own Kafka principal")
     up.add_argument("--foreground", action="store_true", help="run in this process until SIGTERM/SIGINT")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)

@@ -24,6 +24,8 @@ import msgpack
 from actors.bus import Outgoing
 from actors.follower import RegistryFollower
 from actors.kafka_bus import KafkaBus
+from actors.settings import KafkaCredentials
+from deploy.kafka_sasl import load_users
 from events import control
 from events.access import PrincipalKind, PrincipalSpec, new_api_key, parse_api_key, rehash_key
 from events.codec import CODEC
@@ -44,6 +46,14 @@ class Connection:
     bootstrap_servers: str
     topics: TopicNames
     gateway_url: str
+    # The operator's Kafka login when the broker requires SASL (`featureplane up --secure`).
+    kafka: KafkaCredentials | None = None
+
+
+def operator_credentials(state_dir: Path) -> KafkaCredentials | None:
+    """The operator's Kafka login of a deployment with SASL, from its state folder (None: no logins there)."""
+    users = load_users(state_dir)
+    return users.operator if users else None
 
 
 def apply_repo(conn: Connection, folder: Path, workspace: str, api_key: str) -> dict[str, Any]:
@@ -128,7 +138,7 @@ async def bootstrap_admin(conn: Connection, key_text: str | None, timeout_s: flo
         spec = rehash_key(key_id, secret, ADMIN_ID)
     admin = PrincipalSpec(ADMIN_ID, PrincipalKind.USER, "admin", "account admin", "operator", is_admin=True)
     command = control.BootstrapAdmin(new_id(), admin, spec)
-    bus = KafkaBus(conn.bootstrap_servers, client_id="featureplane-operator")
+    bus = KafkaBus(conn.bootstrap_servers, client_id="featureplane-operator", credentials=conn.kafka)
     follower = RegistryFollower(bus, conn.topics)
     try:
         await follower.start()
@@ -148,7 +158,7 @@ async def workspace_of(conn: Connection, workspace: str, has: Callable[[Workspac
                        timeout_s: float = 15) -> Workspace:
     """The workspace as the control events describe it, once `has` holds for it; InvalidRequest(missing)
     if it does not within the timeout."""
-    bus = KafkaBus(conn.bootstrap_servers, client_id="featureplane-cli")
+    bus = KafkaBus(conn.bootstrap_servers, client_id="featureplane-cli", credentials=conn.kafka)
     follower = RegistryFollower(bus, conn.topics)
 
     def known(registry: Registry) -> bool:
@@ -188,7 +198,7 @@ def read_json_lines(lines: Iterable[str], origin: str) -> Iterator[bytes]:
 
 async def ingest(conn: Connection, topic: str, records: Iterable[bytes]) -> int:
     """Produce the records to `topic` (idempotent, acks=all), in chunks, reporting progress."""
-    bus = KafkaBus(conn.bootstrap_servers, client_id="featureplane-ingest")
+    bus = KafkaBus(conn.bootstrap_servers, client_id="featureplane-ingest", credentials=conn.kafka)
     sent = 0
     chunk: list[Outgoing] = []
     try:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import ray
 
 from actors.host import ComponentHost, ComponentKind
-from actors.settings import Settings
+from actors.settings import KafkaCredentials, Settings
+from events.planes import PLANE_OF, Component, Plane
 from gateway.host import FeatureServerHost
 
 # Unix socket paths under Ray's temp dir must fit in 107 bytes; Ray adds about 62 to this folder.
@@ -77,9 +79,18 @@ class Deployment:
             ray.kill(handle)
 
 
+def plane_settings(settings: Settings, plane: Plane,
+                   credentials: Mapping[Plane, KafkaCredentials] | None) -> Settings:
+    """The settings an actor of `plane` starts with: its own plane's Kafka login and no other."""
+    return dataclasses.replace(settings, kafka_credentials=credentials[plane] if credentials else None)
+
+
 async def start_deployment(settings: Settings, *, rift_workers: int = 1, gateway_replicas: int = 1,
-                           components: Sequence[ComponentKind] = COMPONENTS) -> Deployment:
-    """Start every component as a Ray actor and return once the gateway accepts requests."""
+                           components: Sequence[ComponentKind] = COMPONENTS,
+                           credentials: Mapping[Plane, KafkaCredentials] | None = None) -> Deployment:
+    """Start every component as a Ray actor and return once the gateway accepts requests.
+
+    With `credentials` (a SASL broker), each actor receives only its own plane's login."""
     # Ray's handles are dynamically typed: `.remote()` exists only at run time.
     host_actor: Any = ray.remote(num_cpus=0)(ComponentHost)
     gateway_actor: Any = ray.remote(num_cpus=0)(FeatureServerHost)
@@ -91,12 +102,14 @@ async def start_deployment(settings: Settings, *, rift_workers: int = 1, gateway
                 name = f"{settings.topic_prefix}-{kind.value}-{i}"
                 handle = host_actor.options(name=name).remote()
                 deployment.handles[name] = handle
-                await handle.start.remote(settings, kind, i)
+                own = plane_settings(settings, PLANE_OF[Component(kind.value)], credentials)
+                await handle.start.remote(own, kind, i)
         for i in range(gateway_replicas):
             name = f"{settings.topic_prefix}-feature_server-{i}"
             handle = gateway_actor.options(name=name).remote()
             deployment.handles[name] = handle
-            deployment.gateway_url = await handle.start.remote(settings, f"fs-{i}")
+            own = plane_settings(settings, PLANE_OF[Component.FEATURE_SERVER], credentials)
+            deployment.gateway_url = await handle.start.remote(own, f"fs-{i}")
     except BaseException:
         await deployment.stop()
         raise

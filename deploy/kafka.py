@@ -23,15 +23,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from deploy import kafka_sasl
+from deploy.acls import AclBinding
+from deploy.kafka_sasl import KafkaUsers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_VERSION = "4.4.0"  # keep in step with <kafka.version> in deploy/kafka/pom.xml
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 _STARTED = "Kafka Server started"  # logged by KafkaRaftServer once broker and controller serve
 _FETCHED = ".fetched"  # marker: a half-finished Maven copy must not count as "jars present"
+_SCRAM_USERS = "scram-users"  # marker: the storage was formatted with these SCRAM users
 # Each live broker we spawned in this process: kept so it is reaped (no zombie that still
 # answers kill(pid, 0)) and so Popen.__del__ never warns about a running child.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -84,6 +89,8 @@ class BrokerConfig:
     heap: str = "512m"
     extra: Mapping[str, str] = field(default_factory=dict)
     libs_dir: Path | None = None
+    # SASL/SCRAM logins and ACLs (deploy/kafka_sasl.py); None: an open PLAINTEXT listener.
+    users: KafkaUsers | None = None
 
     def __post_init__(self) -> None:
         # Absolute: the JVM runs with cwd=folder and the PID check matches paths in its cmdline.
@@ -247,6 +254,7 @@ def _server_properties(cfg: BrokerConfig) -> str:
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "true",
+        **(kafka_sasl.server_properties(cfg.users, h, cfg.port, cfg.controller_port) if cfg.users else {}),
         **cfg.extra,
     }
     body = "".join(f"{k}={v.replace(chr(92), chr(92) * 2)}\n" for k, v in props.items())
@@ -257,6 +265,8 @@ def _format_storage(cfg: BrokerConfig, java: str, libs: Path) -> None:
     """Format the log dir once; the cluster id is kept so a re-format would match it."""
     f = cfg.folder
     if (f / "data" / "meta.properties").is_file():
+        if cfg.users is not None and not (f / _SCRAM_USERS).is_file():
+            raise KafkaBrokerError(f"{f} was formatted without SASL users; use a new state folder for --secure")
         return
     id_file = f / "cluster.id"
     if not id_file.is_file():
@@ -266,10 +276,13 @@ def _format_storage(cfg: BrokerConfig, java: str, libs: Path) -> None:
         id_file.write_text(cid + "\n")
     cmd = [java, "-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={f / 'log4j2.properties'}",
            "kafka.tools.StorageTool", "format", "--standalone", "-t", id_file.read_text().strip(),
-           "-c", str(f / "server.properties")]  # fmt: skip
+           "-c", str(f / "server.properties"),
+           *(kafka_sasl.format_arguments(cfg.users) if cfg.users else [])]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
+    if done.returncode != 0:  # its output names no password: the command line is not part of it
         raise KafkaBrokerError(f"kafka storage format failed:\n{done.stdout}{done.stderr}")
+    if cfg.users is not None:
+        (f / _SCRAM_USERS).write_text("".join(f"{user}\n" for user, _ in cfg.users.passwords))
 
 
 def _live_pid(cfg: BrokerConfig) -> int | None:
@@ -308,7 +321,8 @@ def start_broker(cfg: BrokerConfig, timeout_s: float = 90) -> BrokerHandle:
             raise KafkaBrokerError(f"{cfg.host}:{port} is already in use by another process")
     libs, java = ensure_jars(cfg), _java()
     f.mkdir(parents=True, exist_ok=True)
-    (f / "server.properties").write_text(_server_properties(cfg))
+    # 0600: with SASL it holds the broker's own password.
+    kafka_sasl.write_private(f / "server.properties", _server_properties(cfg))
     (f / "log4j2.properties").write_text(_LOG4J2)
     _format_storage(cfg, java, libs)
     if log.exists():
@@ -341,6 +355,13 @@ def _wait_ready(cfg: BrokerConfig, pid: int, log: Path, deadline: float, owned: 
                 handle.stop()
             raise KafkaBrokerError(f"Kafka broker not ready in time; {log}:\n{_tail(log)}")
         time.sleep(0.2)
+
+
+def create_acls(cfg: BrokerConfig, bindings: Sequence[AclBinding]) -> None:
+    """Create ACL bindings on the running broker of cfg, as its operator (a SASL broker only)."""
+    if cfg.users is None:
+        raise KafkaBrokerError("ACLs need a broker with SASL users (BrokerConfig.users)")
+    kafka_sasl.create_acls(_java(), ensure_jars(cfg), cfg.folder, cfg.bootstrap, cfg.users, bindings)
 
 
 def stop_broker(cfg: BrokerConfig, timeout_s: float = 30) -> bool:

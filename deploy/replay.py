@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from actors.settings import Settings, store_dir
+from actors.settings import KafkaCredentials, Settings, store_dir
 from deploy import client, replay_batch, supervisor
 from deploy.client import Connection
 from events.audit import AuditRecord
@@ -334,6 +334,7 @@ class ReplayOptions:
     bootstrap: str = ""  # --against: its Kafka (for source-topic ingest)
     topic_prefix: str = "fp"
     state_dir: Path | None = None  # --against: its state folder, to verify the hash chain
+    kafka: KafkaCredentials | None = None  # --against a broker with SASL: the operator's login
 
 
 def run(options: ReplayOptions) -> dict[str, Any]:
@@ -345,7 +346,7 @@ def run(options: ReplayOptions) -> dict[str, Any]:
                                  "not --against a running one")
         workspace = f"{scenario.workspace}-{uuid.uuid4().hex[:6]}"
         target = Target("against", Connection(options.bootstrap, TopicNames(options.topic_prefix),
-                                              options.against.rstrip("/")),
+                                              options.against.rstrip("/"), options.kafka),
                         options.api_key, workspace, options.state_dir, None)
         say(f"replaying {scenario.name} against {options.against} in the new workspace {workspace}")
         observed = replay(scenario, target)

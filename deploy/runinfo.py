@@ -18,6 +18,8 @@ class RunInfo:
     topic_prefix: str
     state_dir: str
     log_path: str
+    # The broker requires SASL logins (`up --secure`): clients take the operator's from the state folder.
+    secure: bool = False
 
     @staticmethod
     def path(state_dir: Path) -> Path:

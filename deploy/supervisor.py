@@ -18,11 +18,16 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.host import ensure_platform_topics
+from actors.kafka_bus import KafkaBus
 from actors.settings import Settings
 from deploy import client
+from deploy.acls import deployment_acls
 from deploy.cluster import init_ray, shutdown_ray, start_deployment
-from deploy.kafka import BrokerConfig, pid_alive, start_broker, stop_broker
+from deploy.kafka import BrokerConfig, create_acls, pid_alive, start_broker, stop_broker
+from deploy.kafka_sasl import KafkaUsers, credentials_path, ensure_users, load_users
 from deploy.runinfo import RunInfo
+from events.planes import Plane
 from stores.metadata_key import DEFAULT_KEY_ENV_VAR, MetadataKey, write_key_file
 
 
@@ -37,6 +42,8 @@ class UpOptions:
     topic_prefix: str = "fp"
     rift_workers: int = 1
     metadata_key_file: Path | None = None
+    # SASL/SCRAM logins and ACLs on the local broker (deploy/kafka_sasl.py, deploy/acls.py).
+    secure: bool = False
 
 
 def _say(text: str) -> None:
@@ -46,25 +53,31 @@ def _say(text: str) -> None:
 async def run_foreground(options: UpOptions) -> int:
     """Start everything, then wait for SIGTERM/SIGINT and stop everything."""
     state_dir = options.state_dir.resolve()
-    broker_cfg = BrokerConfig(state_dir, port=options.kafka_port, controller_port=options.kafka_controller_port)
+    users = _kafka_users(options, state_dir)
+    broker_cfg = BrokerConfig(state_dir, port=options.kafka_port, controller_port=options.kafka_controller_port,
+                              users=users)
     if options.external_bootstrap:
         bootstrap = options.external_bootstrap
     else:
-        _say(f"starting Kafka on 127.0.0.1:{options.kafka_port} ...")
+        _say(f"starting Kafka on 127.0.0.1:{options.kafka_port}{' with SASL and ACLs' if users else ''} ...")
         bootstrap = start_broker(broker_cfg).bootstrap
     settings = Settings(bootstrap_servers=bootstrap, state_dir=state_dir, topic_prefix=options.topic_prefix,
                         gateway_host=options.gateway_host, gateway_port=options.gateway_port,
-                        log_json=not sys.stderr.isatty(), metadata_key_file=metadata_key_file(options))
+                        log_json=not sys.stderr.isatty(), metadata_key_file=metadata_key_file(options),
+                        kafka_credentials=users.operator if users else None)
+    if users is not None:
+        await _secure_broker(broker_cfg, settings, options)
     _say("starting Ray and the actors ...")
     init_ray(state_dir, log_to_driver=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    deployment = await start_deployment(settings, rift_workers=options.rift_workers)
+    planes = {plane: users.plane(plane) for plane in Plane} if users else None
+    deployment = await start_deployment(settings, rift_workers=options.rift_workers, credentials=planes)
     await _bootstrap_admin(settings, deployment.gateway_url)
     info = RunInfo(os.getpid(), bootstrap, deployment.gateway_url, options.topic_prefix, str(state_dir),
-                   str(log_path(state_dir)))
+                   str(log_path(state_dir)), secure=users is not None)
     info.write()
     _say(f"featureplane is up: gateway {deployment.gateway_url}, Kafka {bootstrap}")
     try:
@@ -79,11 +92,38 @@ async def run_foreground(options: UpOptions) -> int:
     return 0
 
 
+def _kafka_users(options: UpOptions, state_dir: Path) -> KafkaUsers | None:
+    """The deployment's Kafka logins with --secure: made once per state folder (0600), else loaded."""
+    if not options.secure:
+        return None
+    if options.external_bootstrap:
+        users = load_users(state_dir)
+        if users is None:
+            raise RuntimeError(f"--secure with an external broker needs {credentials_path(state_dir)} "
+                               "(made by the broker's set-up: deploy/compose/kafka-init.sh)")
+        return users
+    return ensure_users(state_dir)
+
+
+async def _secure_broker(broker_cfg: BrokerConfig, settings: Settings, options: UpOptions) -> None:
+    """As the operator: create the ACLs of every plane, then the platform's topics (no plane may create
+    a topic; each may only use its own)."""
+    if not options.external_bootstrap:
+        _say("creating the ACLs of each plane ...")
+        create_acls(broker_cfg, deployment_acls(settings.topics))
+    bus = KafkaBus(settings.bootstrap_servers, client_id="featureplane-operator",
+                   credentials=settings.kafka_credentials)
+    try:
+        await ensure_platform_topics(bus, settings)
+    finally:
+        await bus.close()
+
+
 async def _bootstrap_admin(settings: Settings, gateway_url: str) -> None:
     """The first admin's key, in a file only its owner may read (kept across restarts)."""
     path = client.admin_key_path(settings.state_dir)
     existing = client.read_key_file(path)
-    conn = client.Connection(settings.bootstrap_servers, settings.topics, gateway_url)
+    conn = client.Connection(settings.bootstrap_servers, settings.topics, gateway_url, settings.kafka_credentials)
     key = await client.bootstrap_admin(conn, existing)
     if existing is None:
         client.write_key_file(path, key)

@@ -29,7 +29,8 @@ class FeatureServerHost:
     async def start(self, settings: Settings, replica_id: str) -> str:
         """Start serving; returns the gateway's base URL once it accepts requests."""
         log = configure_logging("feature_server", json=settings.log_json)
-        self._bus = KafkaBus(settings.bootstrap_servers, client_id=f"feature-server-{replica_id}")
+        self._bus = KafkaBus(settings.bootstrap_servers, client_id=f"feature-server-{replica_id}",
+                             credentials=settings.kafka_credentials)
         cache = ServingCache(settings.serving_cache_max_age_s, settings.serving_cache_entries) \
             if settings.serving_cache_max_age_s > 0 else None
         self._server = FeatureServer(self._bus, settings.topics, replica_id,
