@@ -5,18 +5,23 @@ so callers that each open their own queue up behind one another (the gateway's r
 stayed flat as clients were added). Here a caller hands its outputs and audit records over and waits;
 whoever arrives while a transaction is in flight joins the next one. A caller returns only once the
 transaction holding its messages has committed, so "audited before answered" still holds.
+
+A caller with audit records only (a response the cache answered: no data message, no consumed offsets)
+needs no transaction at all: one acknowledged, idempotent send (acks=all) makes its records durable in
+one round trip, and concurrent sends share the producer's batches. Given `send`, those go that way.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from actors.bus import TransactionalProducer
-from actors.outbox import Outbound, publish_groups
+from actors.bus import Outgoing, TransactionalProducer
+from actors.outbox import Outbound, audit_message, publish_groups
 from events.audit import AuditRecord
 from events.codec import Codec
+from events.data import Coordinates
 from events.errors import FlowDenied, Unavailable
 from events.planes import Component
 from events.topics import TopicNames
@@ -33,9 +38,10 @@ class _Pending:
 
 
 class GroupCommit:
-    def __init__(self, producer: TransactionalProducer, codec: Codec, names: TopicNames,
-                 sender: Component) -> None:
+    def __init__(self, producer: TransactionalProducer, codec: Codec, names: TopicNames, sender: Component,
+                 send: Callable[[Sequence[Outgoing]], Awaitable[list[Coordinates]]] | None = None) -> None:
         self._producer = producer
+        self._send = send
         self._codec = codec
         self._names = names
         self._sender = sender
@@ -45,6 +51,9 @@ class GroupCommit:
     async def publish(self, outputs: Sequence[Outbound], audits: Sequence[AuditRecord] = ()) -> list[FlowDenied]:
         """Send `outputs` with their audit records and `audits` (see `actors.outbox.publish`) in a shared
         transaction; returns this caller's refusals once it has committed, raises if it aborted."""
+        if not outputs and self._send is not None:
+            await self._send([audit_message(self._codec, self._names, self._sender, a) for a in audits])
+            return []
         done: asyncio.Future[list[FlowDenied]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(outputs, audits, done))
         if self._flusher is None or self._flusher.done():

@@ -64,11 +64,11 @@ async def publish_groups(txn: Transaction, codec: Codec, names: TopicNames, send
     ] + audits
     audits.extend(a for _, extra in groups for a in extra)
     if audits:
-        await txn.send_all([_audit_message(codec, names, sender, a) for a in audits])
+        await txn.send_all([audit_message(codec, names, sender, a) for a in audits])
     return refused
 
 
-def _audit_message(codec: Codec, names: TopicNames, sender: Component, record: AuditRecord) -> Outgoing:
+def audit_message(codec: Codec, names: TopicNames, sender: Component, record: AuditRecord) -> Outgoing:
     message = codec.message(record, producer=sender, workspace=record.workspace,
                             correlation_id=record.correlation_id, principal=record.principal)
     return Outgoing(names.name(AUDIT), codec.encode(message), None)

@@ -258,7 +258,7 @@ class FeatureServer:
         await self._replies.start()
         self._producer = await self._bus.transactional_producer(
             f"{self._names.prefix}.feature-server.{self.replica_id}")
-        self._commits = GroupCommit(self._producer, self._codec, self._names, self.component)
+        self._commits = GroupCommit(self._producer, self._codec, self._names, self.component, self._bus.send)
 
     async def close(self) -> None:
         await self._replies.close()

@@ -85,3 +85,16 @@ async def test_an_aborted_transaction_fails_its_callers_and_the_next_group_goes_
         await first
     assert await second == []
     assert [CODEC.decode(r.value).body.row_count for r in bus.records(NAMES.name(AUDIT))] == [2]
+
+
+async def test_audit_records_alone_are_sent_without_a_transaction_when_a_plain_send_is_given() -> None:
+    bus = MemoryBus()
+    producer = SlowProducer(bus)
+    commits = GroupCommit(producer, CODEC, NAMES, Component.FEATURE_SERVER, bus.send)
+    assert await asyncio.gather(*(commits.publish([], [audit(n)]) for n in range(5))) == [[]] * 5
+    assert producer.transactions == 0
+    assert sorted(CODEC.decode(r.value).body.row_count for r in bus.records(NAMES.name(AUDIT))) == list(range(5))
+    # data messages still go in a transaction with their audit records
+    refused = await commits.publish([rows_to_control_plane()])
+    assert len(refused) == 1
+    assert producer.transactions == 1
