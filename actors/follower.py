@@ -78,8 +78,9 @@ class RegistryFollower:
             for record in records:
                 try:
                     registry = registry.apply(self._codec.decode(record.value))
-                except DecodeError as exc:
-                    # The control plane wrote it; a reader cannot fix it, only report it.
+                except (DecodeError, TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+                    # The control plane wrote it; a reader cannot fix it, only report it (the event stays
+                    # unapplied, the read model goes on with the next one).
                     self._log.error("undecodable_control_event", offset=record.offset, error=str(exc))
             async with self._changed:
                 self.registry = registry

@@ -93,11 +93,18 @@ class ReplyRouter:
                     self._log.error("undecodable_reply", topic=record.topic, offset=record.offset,
                                     error=str(exc))
                     continue
-                self._count_correlated(message.envelope.correlation_id)
-                if self._on_message is not None:
-                    self._on_message(message)
-                if getattr(message.body, "reply_to", None) != self.replica_id:
-                    continue
-                future = self._pending.get(message.body.request_id)
-                if future is not None and not future.done():
-                    future.set_result(message)
+                try:
+                    self._deliver(message)
+                except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+                    # a body of the wrong shape: reported, and the router keeps routing the others
+                    self._log.error("malformed_reply", topic=record.topic, offset=record.offset, error=repr(exc))
+
+    def _deliver(self, message: Message[Any]) -> None:
+        self._count_correlated(message.envelope.correlation_id)
+        if self._on_message is not None:
+            self._on_message(message)
+        if getattr(message.body, "reply_to", None) != self.replica_id:
+            return
+        future = self._pending.get(message.body.request_id)
+        if future is not None and not future.done():
+            future.set_result(message)

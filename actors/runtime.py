@@ -23,6 +23,7 @@ from events.data import RecordDeadLettered, SourceRange
 from events.envelope import Message
 from events.errors import DecodeError, FeatureplaneError
 from events.planes import Component
+from events.shape import shape_problem
 from events.topics import DEAD_LETTER, PLATFORM_TOPICS, TopicNames
 
 _RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -161,15 +162,18 @@ class ComponentRuntime:
         topic = _TOPICS.get(base)
         if topic is not None and not topic.allows(message.body):
             return f"{type(message.body).__name__} does not belong on topic {record.topic}"
-        return Inbound(record, message)
+        problem = shape_problem(message.body)
+        return Inbound(record, message) if problem is None else f"malformed {message.envelope.type}: {problem}"
 
     async def lag(self) -> dict[str, int]:
-        """Per `topic/partition` of this consumer: records committed to the topic that this group has not
-        committed as consumed yet (end offset minus committed offset)."""
+        """Per `topic/partition` of this consumer: how many offsets the group has still to process, the end
+        offset (last stable offset) minus the consumer's position. Between batches the position is the
+        committed offset, moved past transaction markers (which a committed offset never counts, so lag
+        from committed offsets alone would never reach 0 on a transactional topic)."""
         consumer, _ = self._clients()
         ends = await consumer.end_offsets()
         positions = await consumer.positions()
-        return {f"{t}/{p}": max(0, end - self._committed.get((t, p), positions.get((t, p), end)))
+        return {f"{t}/{p}": max(0, end - max(positions.get((t, p), 0), self._committed.get((t, p), 0)))
                 for (t, p), end in sorted(ends.items())}
 
     async def _decide(self, batch: Sequence[Inbound]) -> Decision:
