@@ -12,6 +12,7 @@ from actors.bus import Bus, Consumer, stop_reading
 from events.codec import CODEC, Codec
 from events.envelope import Message
 from events.errors import DeadlineExceeded, DecodeError
+from events.shape import checked
 
 
 class ReplyRouter:
@@ -88,7 +89,7 @@ class ReplyRouter:
         while True:
             for record in await consumer.poll(200, 1000):
                 try:
-                    message = self._codec.decode(record.value)
+                    message = checked(self._codec.decode(record.value))
                 except DecodeError as exc:
                     self._log.error("undecodable_reply", topic=record.topic, offset=record.offset,
                                     error=str(exc))

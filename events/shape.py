@@ -14,7 +14,12 @@ import functools
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+from events.envelope import Message
+from events.errors import DecodeError
+
+M = TypeVar("M", bound=Message[Any])
 
 
 @functools.cache
@@ -33,6 +38,14 @@ def shape_problem(body: Any) -> str | None:
             return f"{type(body).__name__}.{field.name} must be {_name(hints[field.name])}, " \
                    f"got {type(value).__name__}"
     return None
+
+
+def checked(message: M) -> M:
+    """`message` if its body has its declared shape; DecodeError (with why) if not."""
+    problem = shape_problem(message.body)
+    if problem is not None:
+        raise DecodeError(f"malformed {message.envelope.type}: {problem}")
+    return message
 
 
 def fits(value: Any, hint: Any) -> bool:

@@ -32,15 +32,19 @@ from events.planes import Component
 from events.topics import (
     AUDIT,
     AUDIT_QUERIES,
+    AUDIT_REPLIES,
     CONTROL_CLOCK,
     CONTROL_COMMANDS,
+    CONTROL_EVENTS,
     DEAD_LETTER,
     INGEST,
     JOB_STATUS,
     JOBS_EXTERNAL,
     JOBS_RIFT,
     OFFLINE_WRITES,
+    ONLINE_CHANGELOG,
     ONLINE_READS,
+    ONLINE_REPLIES,
     ONLINE_WRITES,
     Topic,
 )
@@ -59,6 +63,8 @@ FUZZ_CASES = 400
 # log and skip what they cannot use).
 RUNTIME_TOPICS: tuple[Topic, ...] = (CONTROL_COMMANDS, JOB_STATUS, CONTROL_CLOCK, JOBS_EXTERNAL, OFFLINE_WRITES,
                                      ONLINE_WRITES, ONLINE_READS, INGEST, JOBS_RIFT, AUDIT, AUDIT_QUERIES)
+# Topics read outside a consumer group (read models, replies): poison there is logged and skipped.
+READER_TOPICS: tuple[Topic, ...] = (CONTROL_EVENTS, ONLINE_REPLIES, AUDIT_REPLIES, ONLINE_CHANGELOG)
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +231,8 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_and_consumers_go_
         name = names.name(topic)
         offsets = await _produce(kafka_bootstrap, name, [*_poison(platform=True), _wrong_shape(topic)])
         expected |= {(name, o) for o in offsets}
+    for topic in READER_TOPICS:
+        await _produce(kafka_bootstrap, names.name(topic), [*_poison(platform=True), _wrong_shape(topic)])
     offsets = await _produce(kafka_bootstrap, source_topic, [*_poison(platform=False), b'{"user_id": 5}'])
     expected |= {(source_topic, o) for o in offsets}
     good = {"user_id": "after-poison", "ts": datetime.now(UTC).isoformat(), "amount": 9.5, "merchant": "m"}
@@ -257,8 +265,17 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_and_consumers_go_
     assert sorted(expected - set(lettered)) == [], "poison records missing from the dead-letter topic"
     assert all(lettered[c].reason for c in expected)
     assert any("at most" in lettered[c].reason for c in expected if c[0] == source_topic)
-    # and serving still answers after the poison on the read and reply paths
+    # serving, audit queries and the registry still work after the poison on the read and reply paths
     async with aiohttp.ClientSession() as http_session:
         status, _ = await get_features(http_session, deployment.gateway_url, workspace, "fraud", {"user_id": "x"},
                                        admin_key)
-    assert status == 200
+        assert status == 200
+        async with http_session.get(f"{deployment.gateway_url}/api/v1/audit/flows?limit=5",
+                                    headers=auth(admin_key)) as resp:
+            assert resp.status == 200
+        created = f"after_poison_{uuid.uuid4().hex[:6]}"
+        async with http_session.post(f"{deployment.gateway_url}/api/v1/workspaces", json={"name": created},
+                                     headers=auth(admin_key)) as resp:
+            assert resp.status == 201
+        async with http_session.get(f"{deployment.gateway_url}/healthz") as resp:
+            assert created in (await resp.json())["workspaces"]
