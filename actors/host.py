@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -158,6 +159,7 @@ class ComponentHost:
             "failures": runtime.failures if runtime else 0,
             # consumer lag of the component's group per topic/partition: ingest backlog shows up here
             "lag": await _lag(runtime) if runtime and alive else {},
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,  # peak memory (Linux: KiB)
         }
 
     async def stop(self) -> None:

@@ -53,6 +53,7 @@ from gateway.openapi import document
 from stores.metadata_key import MetadataKey, write_key_file
 from tests.integration.helpers import apply, auth, eventually, get_features, read_topic, write_repo
 from tests.integration.openapi_fuzz import Case, cases
+from tests.integration.test_ingest import PUSH_REPO
 
 pytestmark = pytest.mark.integration
 
@@ -279,3 +280,71 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_and_consumers_go_
             assert resp.status == 201
         async with http_session.get(f"{deployment.gateway_url}/healthz") as resp:
             assert created in (await resp.json())["workspaces"]
+
+
+FLOOD_RECORDS = 20_000
+FLOOD_USERS = 50
+
+
+async def test_a_flood_of_source_records_is_all_processed_with_lag_reported_and_memory_bounded(
+        deployment: Deployment, admin_key: str, kafka_bootstrap: str,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    topic, name = f"{deployment.settings.topic_prefix}-flood", f"flood_{uuid.uuid4().hex[:6]}"
+    await apply(Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url),
+                write_repo(tmp_path_factory.mktemp("flood"), topic), name, admin_key)
+    before = (await deployment.health())[f"{deployment.settings.topic_prefix}-rift-0"]["max_rss_mb"]
+    now = datetime.now(UTC).isoformat()
+    records = [json.dumps({"user_id": f"u{i % FLOOD_USERS}", "ts": now, "amount": float(i),
+                           "merchant": "m"}).encode() for i in range(FLOOD_RECORDS)]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    lag_seen: list[int] = []
+    try:  # as fast as the client can: far faster than one Rift worker applies them
+        await asyncio.gather(*[await producer.send(topic, r) for r in records])
+    finally:
+        await producer.stop()
+
+    async def drained() -> dict[str, Any] | None:
+        rift = (await deployment.health())[f"{deployment.settings.topic_prefix}-rift-0"]
+        lag = {t: n for t, n in rift["lag"].items() if t.startswith(topic)}
+        lag_seen.append(sum(lag.values()))
+        return rift if lag and not any(lag.values()) else None
+
+    rift = await eventually(drained, 180, "Rift to work off the flood")
+    print(f"flood: {FLOOD_RECORDS} records, lag samples {lag_seen}, highest {max(lag_seen)}, "
+          f"Rift peak RSS {before} -> {rift['max_rss_mb']} MB")
+    assert rift["alive"]
+    assert rift["max_rss_mb"] - before < 512  # the flood is not buffered in memory beyond a fetch or two
+
+    async with aiohttp.ClientSession() as http_session:  # nothing dropped: every record consumed, audited
+        async with http_session.get(f"{deployment.gateway_url}/api/v1/audit/flows",
+                                    params={"flow": "F5", "subject": topic, "limit": "10000"},
+                                    headers=auth(admin_key)) as resp:
+            consumed = (await resp.json())["records"]
+        assert sum(r["message_count"] for r in consumed) == FLOOD_RECORDS
+        for user in (0, FLOOD_USERS - 1):  # and the last record of each user is the one served
+            last = max(i for i in range(FLOOD_RECORDS) if i % FLOOD_USERS == user)
+            status, body = await get_features(http_session, deployment.gateway_url, name, "fraud",
+                                              {"user_id": f"u{user}"}, admin_key)
+            assert (status, body["result"]["features"]) == (200, [float(last), "m"])
+
+
+async def test_an_ingest_record_over_the_size_limit_is_a_record_error(
+        deployment: Deployment, admin_key: str, kafka_bootstrap: str,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("push_repo")
+    (folder / "features.py").write_text(PUSH_REPO)
+    name = f"push_{uuid.uuid4().hex[:6]}"
+    await apply(Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url), folder, name,
+                admin_key)
+    now = datetime.now(UTC).isoformat()
+    records = [{"record": {"user_id": "small", "ts": now, "page": "home", "dwell": 1.0}},
+               {"record": {"user_id": "big", "ts": now, "page": "p" * MAX_RECORD_BYTES, "dwell": 1.0}}]
+    async with aiohttp.ClientSession() as http_session, http_session.post(
+            f"{deployment.gateway_url}/ingest", json={"workspace_name": name, "records": {"clicks": records}},
+            headers=auth(admin_key)) as resp:
+        status, body = resp.status, await resp.json()
+    assert status == 400
+    (error,) = body["recordErrors"]
+    assert (error["pushSourceName"], error["recordIndex"]) == ("clicks", 1)
+    assert f"at most {MAX_RECORD_BYTES}" in error["errorMessage"]
