@@ -11,6 +11,7 @@ from actors.bus import Bus, Consumer, stop_reading
 from events.codec import CODEC, Codec
 from events.errors import DeadlineExceeded, DecodeError
 from events.registry import Registry
+from events.shape import checked
 from events.topics import CONTROL_EVENTS, TopicNames
 
 
@@ -77,9 +78,10 @@ class RegistryFollower:
             registry = self.registry
             for record in records:
                 try:
-                    registry = registry.apply(self._codec.decode(record.value))
-                except DecodeError as exc:
-                    # The control plane wrote it; a reader cannot fix it, only report it.
+                    registry = registry.apply(checked(self._codec.decode(record.value)))
+                except (DecodeError, TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+                    # The control plane wrote it; a reader cannot fix it, only report it (the event stays
+                    # unapplied, the read model goes on with the next one).
                     self._log.error("undecodable_control_event", offset=record.offset, error=str(exc))
             async with self._changed:
                 self.registry = registry

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -55,6 +56,14 @@ async def ensure_platform_topics(bus: KafkaBus, settings: Settings) -> None:
     await bus.ensure_topics({settings.topics.name(t): t.partitions for t in PLATFORM_TOPICS})
 
 
+async def _lag(runtime: ComponentRuntime) -> dict[str, int] | str:
+    """The runtime's lag, or why it is unknown: a health check must answer while the broker is away."""
+    try:
+        return await asyncio.wait_for(runtime.lag(), 2.0)
+    except Exception as exc:  # noqa: BLE001 - health reports the problem instead of failing
+        return f"unknown: {exc!r}"
+
+
 class ComponentHost:
     def __init__(self) -> None:
         self._runtime: ComponentRuntime | None = None
@@ -73,7 +82,8 @@ class ComponentHost:
         await ensure_platform_topics(bus, settings)
         handler = await self._handler(settings, kind, bus)
         self._runtime = ComponentRuntime(bus, settings.topics, handler, instance_id=self._instance,
-                                         group_id=f"{settings.topic_prefix}.{kind.value}")
+                                         group_id=f"{settings.topic_prefix}.{kind.value}",
+                                         max_record_bytes=settings.max_record_bytes)
         await self._runtime.start()
         self._closers.insert(0, self._runtime)
         self._task = asyncio.create_task(self._runtime.run(self._stop), name=self._instance)
@@ -147,6 +157,9 @@ class ComponentHost:
             "component": self._kind, "instance": self._instance, "alive": alive,
             "batches": runtime.batches if runtime else 0, "records": runtime.records if runtime else 0,
             "failures": runtime.failures if runtime else 0,
+            # consumer lag of the component's group per topic/partition: ingest backlog shows up here
+            "lag": await _lag(runtime) if runtime and alive else {},
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,  # peak memory (Linux: KiB)
         }
 
     async def stop(self) -> None:

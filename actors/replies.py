@@ -12,6 +12,7 @@ from actors.bus import Bus, Consumer, stop_reading
 from events.codec import CODEC, Codec
 from events.envelope import Message
 from events.errors import DeadlineExceeded, DecodeError
+from events.shape import checked
 
 
 class ReplyRouter:
@@ -88,16 +89,23 @@ class ReplyRouter:
         while True:
             for record in await consumer.poll(200, 1000):
                 try:
-                    message = self._codec.decode(record.value)
+                    message = checked(self._codec.decode(record.value))
                 except DecodeError as exc:
                     self._log.error("undecodable_reply", topic=record.topic, offset=record.offset,
                                     error=str(exc))
                     continue
-                self._count_correlated(message.envelope.correlation_id)
-                if self._on_message is not None:
-                    self._on_message(message)
-                if getattr(message.body, "reply_to", None) != self.replica_id:
-                    continue
-                future = self._pending.get(message.body.request_id)
-                if future is not None and not future.done():
-                    future.set_result(message)
+                try:
+                    self._deliver(message)
+                except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+                    # a body of the wrong shape: reported, and the router keeps routing the others
+                    self._log.error("malformed_reply", topic=record.topic, offset=record.offset, error=repr(exc))
+
+    def _deliver(self, message: Message[Any]) -> None:
+        self._count_correlated(message.envelope.correlation_id)
+        if self._on_message is not None:
+            self._on_message(message)
+        if getattr(message.body, "reply_to", None) != self.replica_id:
+            return
+        future = self._pending.get(message.body.request_id)
+        if future is not None and not future.done():
+            future.set_result(message)

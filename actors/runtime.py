@@ -23,9 +23,18 @@ from events.data import RecordDeadLettered, SourceRange
 from events.envelope import Message
 from events.errors import DecodeError, FeatureplaneError
 from events.planes import Component
-from events.topics import DEAD_LETTER, TopicNames
+from events.shape import shape_problem
+from events.topics import DEAD_LETTER, PLATFORM_TOPICS, TopicNames
 
 _RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+_TOPICS = {topic.base: topic for topic in PLATFORM_TOPICS}
+# What a policy raises on a record of the wrong shape (a valid envelope around a body of wrong types): the
+# record is refused for good, like a non-retriable FeatureplaneError, so it cannot block its partition.
+_MALFORMED = (TypeError, AttributeError, KeyError, ValueError, IndexError)
+MAX_SOURCE_RECORD_BYTES = 256 * 1024
+# A dead-lettered payload is kept up to this size (its coordinates point at the whole of it): a huge record
+# must not make the dead-letter message itself too large for the broker.
+DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +66,8 @@ class Handler(Protocol):
 
 class ComponentRuntime:
     def __init__(self, bus: Bus, names: TopicNames, handler: Handler, *, instance_id: str,
-                 group_id: str, codec: Codec = CODEC, max_records: int = 1000) -> None:
+                 group_id: str, codec: Codec = CODEC, max_records: int = 1000,
+                 max_record_bytes: int = MAX_SOURCE_RECORD_BYTES) -> None:
         self._bus = bus
         self._names = names
         self._handler = handler
@@ -65,6 +75,8 @@ class ComponentRuntime:
         self._group_id = group_id
         self._codec = codec
         self._max_records = max_records
+        self._max_record_bytes = max_record_bytes
+        self._committed: dict[tuple[str, int], int] = {}
         self._consumer: Consumer | None = None
         self._producer: TransactionalProducer | None = None
         self._subscribed: tuple[str, ...] = ()
@@ -121,19 +133,48 @@ class ComponentRuntime:
         batch: list[Inbound] = []
         dead: list[Outbound] = []
         for record in records:
-            if self._names.base_of(record.topic) is None:
-                batch.append(Inbound(record, None))
-                continue
-            try:
-                batch.append(Inbound(record, self._codec.decode(record.value)))
-            except DecodeError as exc:
-                dead.append(self.dead_letter(record, str(exc)))
+            inbound = self._inbound(record)
+            if isinstance(inbound, str):
+                dead.append(self.dead_letter(record, inbound))
+            else:
+                batch.append(inbound)
         decision = await self._decide(batch)
         outputs = [*decision.outputs, *dead]
         async with producer.transaction() as txn:
             await publish(txn, self._codec, self._names, self._handler.component, outputs,
                           decision.consumed_audits)
             await txn.commit_offsets(_next_offsets(records), self._group_id)
+        self._committed.update(_next_offsets(records))
+
+    def _inbound(self, record: Record) -> Inbound | str:
+        """The record ready for the policy, or why it is refused for good."""
+        if record.value is None:  # a tombstone: nothing to decode or parse
+            return "the record has no value"
+        base = self._names.base_of(record.topic)
+        if base is None:
+            if len(record.value) > self._max_record_bytes:
+                return f"the record is {len(record.value)} bytes; at most {self._max_record_bytes} are accepted"
+            return Inbound(record, None)
+        try:
+            message = self._codec.decode(record.value)
+        except DecodeError as exc:
+            return str(exc)
+        topic = _TOPICS.get(base)
+        if topic is not None and not topic.allows(message.body):
+            return f"{type(message.body).__name__} does not belong on topic {record.topic}"
+        problem = shape_problem(message.body)
+        return Inbound(record, message) if problem is None else f"malformed {message.envelope.type}: {problem}"
+
+    async def lag(self) -> dict[str, int]:
+        """Per `topic/partition` of this consumer: how many offsets the group has still to process, the end
+        offset (last stable offset) minus the consumer's position. Between batches the position is the
+        committed offset, moved past transaction markers (which a committed offset never counts, so lag
+        from committed offsets alone would never reach 0 on a transactional topic)."""
+        consumer, _ = self._clients()
+        ends = await consumer.end_offsets()
+        positions = await consumer.positions()
+        return {f"{t}/{p}": max(0, end - max(positions.get((t, p), 0), self._committed.get((t, p), 0)))
+                for (t, p), end in sorted(ends.items())}
 
     async def _decide(self, batch: Sequence[Inbound]) -> Decision:
         """The policy's decision; if it refuses the batch for good, each record is retried alone and
@@ -146,6 +187,8 @@ class ComponentRuntime:
             if exc.retriable:
                 raise
             self._log.warning("batch_refused", error=exc.message, records=len(batch))
+        except _MALFORMED as exc:
+            self._log.warning("batch_malformed", error=repr(exc), records=len(batch))
         merged = Decision()
         for inbound in batch:
             try:
@@ -155,14 +198,19 @@ class ComponentRuntime:
                     raise
                 merged.outputs.append(self.dead_letter(inbound.record, exc.message))
                 continue
+            except _MALFORMED as exc:
+                merged.outputs.append(self.dead_letter(inbound.record, f"malformed record: {exc!r}"))
+                continue
             merged.outputs.extend(one.outputs)
             merged.consumed_audits.extend(one.consumed_audits)
         return merged
 
     def dead_letter(self, record: Record, reason: str) -> Outbound:
         """An outbound that keeps an unprocessable record, with the reason, on the dead-letter topic."""
+        reason = reason[:1000]  # a reason quoting a huge record stays a reason
         body = RecordDeadLettered(
-            reason, SourceRange(record.topic, record.partition, record.offset, record.offset), record.value,
+            reason, SourceRange(record.topic, record.partition, record.offset, record.offset),
+            (record.value or b"")[:DEAD_LETTER_PAYLOAD_BYTES],
         )
         message = self._codec.message(body, producer=self._handler.component, workspace="")
         self._log.warning("record_dead_lettered", topic=record.topic, partition=record.partition,

@@ -43,6 +43,10 @@ class Settings:
     # This process's own Kafka principal (SASL/SCRAM); None: the broker's listener is unauthenticated.
     # A component gets its plane's credentials only (deploy/cluster.py).
     kafka_credentials: KafkaCredentials | None = None
+    # Backpressure: requests one gateway replica serves at once; more are refused at once with 429.
+    gateway_max_in_flight: int = 64
+    # Largest record accepted from a source topic or the ingest API (bigger ones are dead-lettered or refused).
+    max_record_bytes: int = 256 * 1024
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers or ":" not in self.bootstrap_servers:
@@ -53,6 +57,10 @@ class Settings:
             raise ValueError("serving_cache_max_age_s must be between 0 (off) and 86400 (24 h)")
         if self.read_timeout_s <= 0:
             raise ValueError("read_timeout_s must be positive")
+        if self.gateway_max_in_flight < 1:
+            raise ValueError("gateway_max_in_flight must be at least 1")
+        if self.max_record_bytes < 1:
+            raise ValueError("max_record_bytes must be at least 1")
         TopicNames(self.topic_prefix)  # validates the prefix
 
     @property

@@ -6,7 +6,6 @@ again, since it is the one that decides.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from events.jobs import JobRecord, JobTrigger
 from events.plan import plan_changes, plan_id, workspace_digest
 from events.specs import RepoSpec
 from gateway.auth import SERVER_KEY, caller
+from gateway.tecton import json_document
 
 MSGPACK = "application/x-msgpack"
 JOBS_KEY = web.AppKey("jobs", JobTableFollower)
@@ -29,10 +29,7 @@ JOBS_SYNC_TIMEOUT_S = 10.0
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.read() or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    body = json_document(await request.read() or b"{}")
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return body

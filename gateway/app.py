@@ -16,9 +16,10 @@ from actors.components.feature_server import FeatureRequest, FeatureServer
 from events.access import Action, PrincipalSpec
 from events.errors import FeatureplaneError, InvalidRequest, PermissionDenied
 from events.flows import Flow
-from gateway import admin, ingest, ui
+from gateway import admin, ingest, openapi, ui
 from gateway.auth import SERVER_KEY, caller
 from gateway.errors import error_response, response_for
+from gateway.limits import InFlight, limits_middleware, too_large
 from gateway.tecton import (
     json_document,
     parse_get_features,
@@ -31,6 +32,8 @@ from gateway.tecton import (
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_AUDIT_LIMIT = 10_000
+DEFAULT_MAX_IN_FLIGHT = 64
+IN_FLIGHT_KEY = web.AppKey("in_flight", InFlight)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -55,7 +58,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return response_for(error)
     except web.HTTPException as exc:
         if exc.status == 413:
-            return error_response(413, "PAYLOAD_TOO_LARGE", f"the request body exceeds {MAX_BODY_BYTES} bytes")
+            return too_large(MAX_BODY_BYTES)
         if exc.status >= 400:
             return error_response(exc.status, exc.reason.upper().replace(" ", "_"), exc.text or exc.reason)
         raise
@@ -88,10 +91,12 @@ async def _require_read(server: FeatureServer, principal: PrincipalSpec, feature
 async def healthz(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     registry = server.follower.registry
+    in_flight = request.app[IN_FLIGHT_KEY]
     return web.json_response({
         "status": "ok",
         "replica": server.replica_id,
         "workspaces": sorted(registry.workspaces),
+        "in_flight": {"current": in_flight.current, "limit": in_flight.limit, "refused": in_flight.refused},
     })
 
 
@@ -177,9 +182,12 @@ async def feature_service_metadata(request: web.Request) -> web.Response:
     return web.json_response(render_metadata(ws, ws.service(service)))
 
 
-def create_app(server: FeatureServer) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY_BYTES)
+def create_app(server: FeatureServer, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> web.Application:
+    in_flight = InFlight(max_in_flight)
+    app = web.Application(middlewares=[limits_middleware(in_flight, MAX_BODY_BYTES), errors_middleware],
+                          client_max_size=MAX_BODY_BYTES)
     app[SERVER_KEY] = server
+    app[IN_FLIGHT_KEY] = in_flight
     app.router.add_post("/api/v1/feature-service/get-features", get_features)
     app.router.add_post("/api/v1/feature-service/get-features-batch", get_features_batch)
     app.router.add_post("/api/v1/feature-service/metadata", feature_service_metadata)
@@ -190,4 +198,5 @@ def create_app(server: FeatureServer) -> web.Application:
     app.router.add_get("/api/v1/lineage/writes/{write_id}", lineage_of_write)
     admin.add_routes(app)
     ui.add_routes(app)
+    openapi.add_routes(app)
     return app

@@ -29,9 +29,10 @@ _STATUS: list[tuple[type[FeatureplaneError], int, str]] = [
 ]
 
 
-def error_response(status: int, error_type: str, message: str) -> web.Response:
+def error_response(status: int, error_type: str, message: str,
+                   headers: dict[str, str] | None = None) -> web.Response:
     body = {"requestError": {"errorMessage": message, "errorType": error_type}}
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers)
 
 
 def response_for(error: FeatureplaneError) -> web.Response:

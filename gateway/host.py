@@ -34,11 +34,12 @@ class FeatureServerHost:
         cache = ServingCache(settings.serving_cache_max_age_s, settings.serving_cache_entries) \
             if settings.serving_cache_max_age_s > 0 else None
         self._server = FeatureServer(self._bus, settings.topics, replica_id,
-                                     read_timeout_s=settings.read_timeout_s, cache=cache)
+                                     read_timeout_s=settings.read_timeout_s, cache=cache,
+                                     max_record_bytes=settings.max_record_bytes)
         await self._server.start()
         self._jobs = JobTableFollower(self._bus, settings.topics)
         await self._jobs.start()
-        app = create_app(self._server)
+        app = create_app(self._server, max_in_flight=settings.gateway_max_in_flight)
         app[JOBS_KEY] = self._jobs  # batch jobs, listed by the admin routes
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

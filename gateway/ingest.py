@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -11,16 +10,13 @@ from actors.components.ingest import IngestPlan
 from events.access import Action
 from events.errors import InvalidRequest
 from gateway.auth import SERVER_KEY, caller
-from gateway.tecton import snake_or_camel
+from gateway.tecton import json_document, snake_or_camel
 
 MAX_RECORDS = 10_000
 
 
 def _parse(payload: bytes) -> tuple[str, bool, dict[str, list[dict[str, Any]]]]:
-    try:
-        document = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    document = json_document(payload)
     if not isinstance(document, dict):
         raise InvalidRequest("the request body must be a JSON object")
     workspace = snake_or_camel(document, "workspace_name")

@@ -12,6 +12,8 @@ from events.registry import Workspace
 from events.specs import FeatureServiceSpec
 
 _SCALARS = (str, int, float, bool, type(None))
+_INT64 = range(-(2**63), 2**63)
+MAX_LATENCY_BUDGET_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +45,28 @@ def _scalar_map(params: dict[str, Any], key: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, _SCALARS) for v in value.values()):
         raise InvalidRequest(f"params.{key} must be an object of strings, numbers, booleans or nulls")
+    if any(isinstance(v, int) and v not in _INT64 for v in value.values()):
+        raise InvalidRequest(f"params.{key} has an integer outside the 64-bit range")
     return value
 
 
+def _latency_budget_ms(params: dict[str, Any]) -> int | None:
+    options = snake_or_camel(params, "request_options")
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise InvalidRequest("params.request_options must be an object")
+    budget = snake_or_camel(options, "latency_budget_ms")
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_LATENCY_BUDGET_MS:
+        raise InvalidRequest(f"params.request_options.latency_budget_ms must be a whole number of milliseconds "
+                             f"from 1 to {MAX_LATENCY_BUDGET_MS}")
+    return budget
+
+
 def parse_get_features(payload: bytes, principal: str) -> tuple[FeatureRequest, MetadataOptions]:
-    try:
-        document = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    document = json_document(payload)
     params = document.get("params") if isinstance(document, dict) else None
     if not isinstance(params, dict):
         raise InvalidRequest("the request body must be an object with a 'params' object")
@@ -74,6 +90,7 @@ def parse_get_features(payload: bytes, principal: str) -> tuple[FeatureRequest, 
         request_context=_scalar_map(params, "request_context_map"),
         principal=principal,
         payload=payload,
+        latency_budget_ms=_latency_budget_ms(params),
     )
     return request, MetadataOptions(include_names=True if names is None else bool(names), **flags)
 
@@ -128,14 +145,20 @@ def parse_get_features_batch(payload: bytes, principal: str,
     first = {**params, "join_key_map": key_maps[0], "request_context_map": contexts[0]}
     request, options = parse_get_features(json.dumps({"params": first}).encode(), principal)
     return FeatureRequest(request.workspace, request.feature_service, key_maps[0], request.request_context,
-                          principal, payload), key_maps, contexts, options
+                          principal, payload, request.latency_budget_ms), key_maps, contexts, options
 
 
 def json_document(payload: bytes) -> Any:
+    """The JSON body; InvalidRequest for anything that is not JSON the platform can carry on: too deeply
+    nested, or with strings that are not Unicode text (lone surrogates cannot be encoded downstream)."""
     try:
-        return json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = json.loads(payload)
+        json.dumps(document, ensure_ascii=False).encode()
+    except (ValueError, UnicodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply") from None
+    return document
 
 
 def render_get_features_batch(served: ServedBatch, options: MetadataOptions) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from actors.auditing import make_record
 from actors.bus import Bus, TransactionalProducer
 from actors.components.auth import Authenticator
 from actors.components.cache import Cached, ServingCache
-from actors.components.ingest import IngestPlan, plan_ingest
+from actors.components.ingest import MAX_RECORD_BYTES, IngestPlan, plan_ingest
 from actors.components.realtime import compute, input_types, is_realtime, missing_request_fields
 from actors.components.tiling import aggregate_values, served_from_tiles, tile_range
 from actors.follower import RegistryFollower
@@ -84,6 +84,7 @@ class FeatureStatus(StrEnum):
     CACHED_PRESENT = "CACHED_PRESENT"
     CACHED_MISSING_DATA = "CACHED_MISSING_DATA"
     ERROR = "ERROR"  # a realtime view could not compute the feature; ServedFeature.error says why
+    TIME_OUT = "TIME_OUT"  # the store did not answer within the request's latency budget
 
 
 _FROM_CACHE = {FeatureStatus.PRESENT: FeatureStatus.CACHED_PRESENT,
@@ -98,6 +99,8 @@ class FeatureRequest:
     request_context: Mapping[str, Scalar]
     principal: str
     payload: bytes  # the request as received, for the F1 audit record's size and digest
+    # request_options.latency_budget_ms: what the store has not answered by then is served TIME_OUT
+    latency_budget_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,15 +170,20 @@ def plan_lookups(ws: Workspace, service: FeatureServiceSpec, join_keys: Mapping[
 
 
 def assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead, now: datetime,
-             cached: Sequence[bool] = (), context: Mapping[str, Scalar] | None = None) -> tuple[ServedFeature, ...]:
+             cached: Sequence[bool] = (), context: Mapping[str, Scalar] | None = None,
+             timed_out: Sequence[bool] = ()) -> tuple[ServedFeature, ...]:
     """The served features of one entity, in the service's order; `reply` answers `read_views`, `cached`
-    marks the views answered from the serving cache, `context` is the request context of realtime views."""
+    marks the views answered from the serving cache, `timed_out` the ones the store did not answer within
+    the latency budget, `context` is the request context of realtime views."""
     names = read_views(ws, service)
     tiles = reply.tiles or (None,) * len(reply.rows)
     hits = list(cached) or [False] * len(names)
+    late = list(timed_out) or [False] * len(names)
     by_view: dict[str, tuple[ServedFeature, ...]] = {}
-    for name, stored, view_tiles, hit in zip(names, reply.rows, tiles, hits, strict=True):
+    for name, stored, view_tiles, hit, too_late in zip(names, reply.rows, tiles, hits, late, strict=True):
         features = _view_features(ws.feature_views[name], stored, view_tiles, now)
+        if too_late:
+            features = [replace(f, value=None, status=FeatureStatus.TIME_OUT, event_time=None) for f in features]
         by_view[name] = tuple(replace(f, status=_FROM_CACHE[f.status]) if hit else f for f in features)
     served: list[ServedFeature] = []
     for name in service.feature_views:
@@ -238,8 +246,10 @@ class FeatureServer:
     component = Component.FEATURE_SERVER
 
     def __init__(self, bus: Bus, names: TopicNames, replica_id: str, *, read_timeout_s: float,
-                 codec: Codec = CODEC, cache: ServingCache | None = None) -> None:
+                 codec: Codec = CODEC, cache: ServingCache | None = None,
+                 max_record_bytes: int = MAX_RECORD_BYTES) -> None:
         self._bus = bus
+        self._max_record_bytes = max_record_bytes
         self._names = names
         self.replica_id = replica_id
         self._timeout_s = read_timeout_s
@@ -296,32 +306,41 @@ class FeatureServer:
         f1 = make_record(Flow.F1, Component.CUSTOMER_APP, self.component, received, subject=service.name,
                          message_count=1, row_count=len(lookups), byte_count=len(request.payload),
                          digest=hashlib.sha256(request.payload).hexdigest())
-        answers, unaudited = await self._read_missing(ws, lookups, hits, received, f1)
+        budget_s = request.latency_budget_ms / 1000 if request.latency_budget_ms else None
+        answers, late, unaudited = await self._read_missing(ws, lookups, hits, received, f1, budget_s)
         width = len(read_views(ws, service))
         # each entity's answers are `width` consecutive lookups (none for a service of request-only views)
         rows = [assemble(ws, service, OnlineRowsRead("", self.replica_id,
                                                      tuple(a[0] for a in answers[k * width:(k + 1) * width]),
                                                      tuple(a[1] for a in answers[k * width:(k + 1) * width])),
-                         now, [hit is not None for hit in hits[k * width:(k + 1) * width]], context)
+                         now, [hit is not None for hit in hits[k * width:(k + 1) * width]], context,
+                         [i in late for i in range(k * width, (k + 1) * width)])
                 for k, context in enumerate(contexts)]
         return rows, received, service.name, unaudited
 
     async def _read_missing(self, ws: Workspace, lookups: tuple[Lookup, ...], hits: Sequence[Cached | None],
-                            received: Envelope, f1: AuditRecord,
-                            ) -> tuple[list[tuple[StoredRow | None, tuple[TileState, ...] | None]],
+                            received: Envelope, f1: AuditRecord, budget_s: float | None = None,
+                            ) -> tuple[list[tuple[StoredRow | None, tuple[TileState, ...] | None]], frozenset[int],
                                        tuple[AuditRecord, ...]]:
         """Each lookup's row and tiles: from the cache where it has them, else in one read from the store
-        (flows F2/F3) that carries the F1 audit record; when the cache has everything, the F1 record is
-        returned to go out with the response's F4 (one commit per request instead of two)."""
+        (flows F2/F3) that carries the F1 audit record. With a latency budget, a store that has not answered
+        within it leaves its lookups unanswered: their indexes come back as the second item. When the cache
+        has everything, the F1 record comes back as the third, to go out with the response's F4."""
         answers: list[tuple[StoredRow | None, tuple[TileState, ...] | None]] = [
             (hit.row, hit.tiles) if hit is not None else (None, None) for hit in hits]
         missing = [i for i, hit in enumerate(hits) if hit is None]
         if not missing:
-            return answers, (f1,)
+            return answers, frozenset(), (f1,)
         asked_at = ServingCache.now()
         read = ReadOnlineRows(new_id(), tuple(lookups[i] for i in missing), self.replica_id)
-        reply = await self._ask(Outbound(ONLINE_READS, self._codec.message(
-            read, producer=self.component, workspace=ws.name, caused_by=received)), read.request_id, [f1])
+        try:
+            reply = await self._ask(Outbound(ONLINE_READS, self._codec.message(
+                read, producer=self.component, workspace=ws.name, caused_by=received)), read.request_id, [f1],
+                timeout_s=min(budget_s, self._timeout_s) if budget_s is not None else None)
+        except DeadlineExceeded:
+            if budget_s is None or budget_s >= self._timeout_s:
+                raise
+            return answers, frozenset(missing), ()  # what the cache had, the rest TIME_OUT
         if not isinstance(reply.body, OnlineRowsRead):
             raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
         tiles = reply.body.tiles or (None,) * len(missing)
@@ -330,7 +349,7 @@ class FeatureServer:
             if self._cache is not None:
                 max_age = ws.feature_views[lookups[i].feature_view].serving_cache_max_age_s
                 self._cache.put(ws.name, lookups[i], row, view_tiles, asked_at, max_age)
-        return answers, ()
+        return answers, frozenset(), ()
 
     def _follow_changelog(self, message: Message[Any]) -> None:
         if self._cache is not None and isinstance(message.body, OnlineRowsWritten):
@@ -357,7 +376,7 @@ class FeatureServer:
         """Check pushed records and (unless dry_run) send the valid ones to Rift, audited as F5; return
         once the online store has applied them (read-after-write)."""
         ws = _live(await self._catch_up(lambda r: r.workspace(workspace)), "ingest")
-        plan = plan_ingest(ws, records, datetime.now(UTC))
+        plan = plan_ingest(ws, records, datetime.now(UTC), self._max_record_bytes)
         if dry_run or plan.errors or not plan.payloads:
             return plan  # with any record error nothing is ingested: the caller fixes and resends all
         received = new_message(None, type_tag="IngestRequest", schema_version=1, producer=Component.CUSTOMER_APP,
@@ -488,13 +507,13 @@ class FeatureServer:
         }
 
     async def _ask(self, outbound: Outbound, request_id: str,
-                   extra_audits: list[AuditRecord]) -> Message[Any]:
+                   extra_audits: list[AuditRecord], timeout_s: float | None = None) -> Message[Any]:
         future = self._replies.expect(request_id)
         try:
             refused = await self._commits_or_fail().publish([outbound], extra_audits)
             if refused:
                 raise refused[0]
-            return await self._replies.wait(request_id, future, self._timeout_s)
+            return await self._replies.wait(request_id, future, timeout_s or self._timeout_s)
         finally:
             self._replies.forget(request_id)
 

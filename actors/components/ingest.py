@@ -20,6 +20,9 @@ from events.errors import InvalidRequest, NotFound
 from events.registry import Workspace
 from events.specs import FeatureViewSpec, PushSourceSpec
 
+# The default largest record (its JSON encoding) the ingest API accepts; Settings.max_record_bytes sets it.
+MAX_RECORD_BYTES = 256 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class RecordError:
@@ -47,14 +50,16 @@ def push_source(ws: Workspace, name: str) -> PushSourceSpec:
     return source
 
 
-def plan_ingest(ws: Workspace, records: Mapping[str, Sequence[Mapping[str, Any]]], now: datetime) -> IngestPlan:
+def plan_ingest(ws: Workspace, records: Mapping[str, Sequence[Mapping[str, Any]]], now: datetime,
+                max_record_bytes: int = MAX_RECORD_BYTES) -> IngestPlan:
     plan = IngestPlan()
     for source_name, items in records.items():
         source = push_source(ws, source_name)
         views = [v for v in ws.views_of_source(source.name) if projects_attributes(v) or aggregates_stream(v)]
         for index, item in enumerate(items):
             payload = json.dumps(item, separators=(",", ":")).encode()
-            problem = _problem(ws, source, views, payload, now)
+            problem = ("", f"the record is {len(payload)} bytes; at most {max_record_bytes} are accepted") \
+                if len(payload) > max_record_bytes else _problem(ws, source, views, payload, now)
             if problem is not None:
                 plan.errors.append(RecordError(source.name, index, *problem))
                 continue
