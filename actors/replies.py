@@ -13,6 +13,9 @@ from events.codec import CODEC, Codec
 from events.envelope import Message
 from events.errors import DeadlineExceeded, DecodeError
 
+# A poll that failed (the broker is away) is tried again after this long; the client reconnects by itself.
+POLL_RETRY_S = 1.0
+
 
 class ReplyRouter:
     """Reads reply topics from their end and resolves the future of each request this replica sent."""
@@ -86,7 +89,13 @@ class ReplyRouter:
 
     async def _route(self, consumer: Consumer) -> None:
         while True:
-            for record in await consumer.poll(200, 1000):
+            try:
+                records = await consumer.poll(200, 1000)
+            except Exception:  # noqa: BLE001 - e.g. the broker is away: the client reconnects, we poll again
+                self._log.warning("reply_poll_failed", exc_info=True)
+                await asyncio.sleep(POLL_RETRY_S)
+                continue
+            for record in records:
                 try:
                     message = self._codec.decode(record.value)
                 except DecodeError as exc:
