@@ -22,8 +22,9 @@ from actors.components.cache import Cached, ServingCache
 from actors.components.ingest import IngestPlan, plan_ingest
 from actors.components.realtime import compute, input_types, is_realtime, missing_request_fields
 from actors.components.tiling import aggregate_values, served_from_tiles, tile_range
+from actors.detached import DetachedPublisher
 from actors.follower import RegistryFollower
-from actors.outbox import Outbound, publish
+from actors.outbox import Outbound
 from actors.replies import ReplyRouter
 from events.audit import AuditLogAnswered, AuditRecord, Outcome, QueryAuditLog
 from events.codec import CODEC, Codec
@@ -247,14 +248,18 @@ class FeatureServer:
                                           names.name(ONLINE_CHANGELOG)], replica_id, codec,
                                     on_message=self._follow_changelog)
         self._producer: TransactionalProducer | None = None
+        # Request paths hand their transactions to Kafka through this, so none waits on an absent broker.
+        self._sends = DetachedPublisher(self._producer_or_fail, codec, names, self.component, read_timeout_s)
 
     async def start(self) -> None:
         await self.follower.start()
         await self._replies.start()
+        # The same id on every start of this replica: a restarted one fences its predecessor's transaction.
         self._producer = await self._bus.transactional_producer(
             f"{self._names.prefix}.feature-server.{self.replica_id}")
 
     async def close(self) -> None:
+        await self._sends.close()
         await self._replies.close()
         await self.follower.close()
         if self._producer is not None:
@@ -305,8 +310,7 @@ class FeatureServer:
             (hit.row, hit.tiles) if hit is not None else (None, None) for hit in hits]
         missing = [i for i, hit in enumerate(hits) if hit is None]
         if not missing:
-            async with self._producer_or_fail().transaction() as txn:
-                await publish(txn, self._codec, self._names, self.component, [], [f1])
+            await self._sends.audit([f1])  # answered from the cache, even while the broker is away
             return answers
         asked_at = ServingCache.now()
         read = ReadOnlineRows(new_id(), tuple(lookups[i] for i in missing), self.replica_id)
@@ -361,8 +365,7 @@ class FeatureServer:
                    for source, items in plan.payloads.items()]
         applied = self._replies.expect_correlated(received.correlation_id, plan.online_writes)
         try:
-            async with self._producer_or_fail().transaction() as txn:
-                await publish(txn, self._codec, self._names, self.component, outputs, [f5])
+            await self._sends.publish(outputs, [f5])
             await asyncio.wait_for(applied, INGEST_TIMEOUT_S)
         except TimeoutError:
             raise DeadlineExceeded(f"the online store did not confirm the ingest within {INGEST_TIMEOUT_S}s; "
@@ -392,9 +395,7 @@ class FeatureServer:
     async def _submit(self, command: Any, workspace: str, principal: str,
                       done: Callable[[Registry], bool]) -> Registry:
         message = self._codec.message(command, producer=self.component, workspace=workspace, principal=principal)
-        async with self._producer_or_fail().transaction() as txn:
-            refused = await publish(txn, self._codec, self._names, self.component,
-                                    [Outbound(CONTROL_COMMANDS, message)])
+        refused = await self._sends.publish([Outbound(CONTROL_COMMANDS, message)])
         if refused:
             raise refused[0]
         return await self.follower.wait_for(done, COMMAND_TIMEOUT_S)
@@ -408,16 +409,14 @@ class FeatureServer:
         f1 = make_record(Flow.F1, Component.CUSTOMER_APP, self.component, received,
                          subject=request.feature_service, message_count=1, row_count=0,
                          byte_count=len(request.payload), digest=hashlib.sha256(request.payload).hexdigest())
-        async with self._producer_or_fail().transaction() as txn:
-            await publish(txn, self._codec, self._names, self.component, [], [replace(f1, outcome=Outcome.DENIED)])
+        await self._sends.audit([replace(f1, outcome=Outcome.DENIED)])
 
     async def audit_response(self, served: ServedFeatures | ServedBatch, payload: bytes) -> None:
         """Record the F4 flow: the response bytes as they leave for the customer's application."""
         f4 = make_record(Flow.F4, self.component, Component.CUSTOMER_APP, served.request,
                          subject=served.service, message_count=1, row_count=served.value_count(),
                          byte_count=len(payload), digest=hashlib.sha256(payload).hexdigest())
-        async with self._producer_or_fail().transaction() as txn:
-            await publish(txn, self._codec, self._names, self.component, [], [f4])
+        await self._sends.audit([f4])
 
     async def recent_audit(self, limit: int, asked_by: str, /, **filters: Any) -> AuditLogAnswered:
         """The newest audit records matching `filters` (see QueryAuditLog; `principal` among them filters
@@ -478,13 +477,16 @@ class FeatureServer:
 
     async def _ask(self, outbound: Outbound, request_id: str,
                    extra_audits: list[AuditRecord]) -> Message[Any]:
+        """Send a request and wait for its reply, within the read timeout in all (503 when Kafka does not
+        take the request in that time, 504 when the reply does not come)."""
         future = self._replies.expect(request_id)
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
         try:
-            async with self._producer_or_fail().transaction() as txn:
-                refused = await publish(txn, self._codec, self._names, self.component, [outbound], extra_audits)
+            refused = await self._sends.publish([outbound], extra_audits)
             if refused:
                 raise refused[0]
-            return await self._replies.wait(request_id, future, self._timeout_s)
+            remaining = max(deadline - asyncio.get_running_loop().time(), 0.0)
+            return await self._replies.wait(request_id, future, remaining)
         finally:
             self._replies.forget(request_id)
 
