@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from actors.bus import Outgoing, Record, StartAt
 from events.data import Coordinates
@@ -52,14 +52,24 @@ class KafkaTransactionalProducer:
         # aiokafka allows one open transaction per producer; concurrent tasks take turns.
         self._lock = asyncio.Lock()
         self._closed = False
+        self._renew_before_next = False
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[KafkaTransaction]:
         async with self._lock:
-            if _in_fatal_state(self._producer):
+            if self._renew_before_next or _in_fatal_state(self._producer):
                 await self._replace_client()
-            async with self._producer.transaction():
-                yield KafkaTransaction(self._producer)
+            try:
+                async with self._producer.transaction():
+                    yield KafkaTransaction(self._producer)
+            except KafkaError as exc:
+                # aiokafka keeps counting its idempotence sequence numbers past an aborted transaction (the
+                # Java client bumps the epoch instead), so after a broker restart every later send would be
+                # refused as out of order: the next transaction starts on a fresh client.
+                self._renew_before_next = True
+                if isinstance(exc, KafkaConnectionError | KafkaTimeoutError) or exc.retriable:
+                    raise BrokerUnavailable(f"Kafka did not complete the transaction: {exc!r}") from exc
+                raise
 
     async def _replace_client(self) -> None:
         old = self._producer
@@ -68,6 +78,7 @@ class KafkaTransactionalProducer:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(old.stop(), _CLOSE_BROKEN_S)
         self._producer = await self._renew()
+        self._renew_before_next = False
 
     async def close(self) -> None:
         if not self._closed:
