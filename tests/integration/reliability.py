@@ -53,12 +53,13 @@ async def produce_fast(bootstrap: str, topic: str, events: list[dict[str, Any]])
 BATCH_USERS = 10
 
 
-async def online_values(url: str, key: str, workspace: str, service: str, users: list[str]) -> dict[str, list[Any]]:
-    """Every user's served features, through get-features-batch requests."""
+async def online_values(url: str, key: str, workspace: str, service: str, users: list[str],
+                        batch_users: int = BATCH_USERS) -> dict[str, list[Any]]:
+    """Every user's served features, through get-features-batch requests of `batch_users` users."""
     values: dict[str, list[Any]] = {}
     async with aiohttp.ClientSession() as http:
-        for i in range(0, len(users), BATCH_USERS):
-            chunk = users[i:i + BATCH_USERS]
+        for i in range(0, len(users), batch_users):
+            chunk = users[i:i + batch_users]
             body = {"params": {"workspace_name": workspace, "feature_service_name": service,
                                "request_data": [{"join_key_map": {"user_id": u}} for u in chunk]}}
             async with http.post(f"{url}/api/v1/feature-service/get-features-batch", json=body,

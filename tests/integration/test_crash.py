@@ -52,7 +52,9 @@ SOAK = os.environ.get("FEATUREPLANE_SOAK") == "1"
 EVENTS = 1_000_000 if SOAK else 200_000
 KILLS_PER_COMPONENT = 6 if SOAK else 2
 SEED = 20261126
-USERS = 500
+USERS = 2000 if SOAK else 500
+# Users per get-features-batch request: each user's reply holds a tile delta per Rift batch that touched it.
+BATCH_USERS = 4 if SOAK else 10
 WS = "crash"
 # The killed components, by instance name (the actor is named "<topic prefix>-<instance>").
 KILLED = ("rift-0", "online_store-0", "offline_store-0", "feature_server-0", "audit_log-0")
@@ -180,7 +182,7 @@ async def wait_taken_in(url: str, key: str, users: list[str], offline_dir: Path,
             if store.scan(WS, "user_last").select(pl.len()).collect().item() < EVENTS:
                 continue  # cheap to ask, and the offline store lags behind the online one anyway
         try:
-            online = sum(v[2] or 0 for v in (await online_values(url, key, WS, "crash", users)).values())
+            online = sum(v[2] or 0 for v in (await online_values(url, key, WS, "crash", users, BATCH_USERS)).values())
         except (AssertionError, aiohttp.ClientError):
             continue  # the feature server or the store is being restarted
         if online >= EVENTS:
@@ -222,7 +224,7 @@ async def test_exactly_once_while_components_are_killed(crash_deployment: Deploy
 
     # every component is up again, and the values equal the reference: nothing lost, nothing twice
     assert all(h.get("alive", True) for h in (await deployment.health()).values())
-    online = await online_values(url, key, WS, "crash", users)
+    online = await online_values(url, key, WS, "crash", users, BATCH_USERS)
     assert online == {u: expected[u] for u in users}
     await _assert_offline_equals_reference(offline_dir, repo_dir, users, expected, len(events))
     await assert_every_data_message_audited_once(deployment, kafka_bootstrap, topic, len(events))
