@@ -254,8 +254,8 @@ def _report(path: Path, kills: list[Kill], served: Counter[str], produced_s: flo
     by_component: dict[str, dict[str, Any]] = {}
     for instance in KILLED:
         times = [k.recovered_s for k in kills if k.component == instance]
-        by_component[instance] = {"kills": len(times), "recovery_s": times, "median_s": statistics.median(times),
-                                  "max_s": max(times)}
+        by_component[instance] = {"kills": len(times), "recovery_s": times,
+                                  "median_s": round(statistics.median(times), 2), "max_s": max(times)}
     summary = {"events": EVENTS, "kills": len(kills), "kills_while_flowing": sum(k.while_flowing for k in kills),
                "produced_in_s": round(produced_s, 1), "all_taken_in_after_s": round(took_s, 1),
                "get_features_during_run": dict(served), "components": by_component,
