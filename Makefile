@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FP := $(VENV)/bin/featureplane
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install kafka-jars chromium lint test unit integration demo down status clean bench
+.PHONY: install kafka-jars chromium lint test unit integration soak demo down status clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "featureplane needs Python 3.11+"'
@@ -40,6 +40,11 @@ unit: install
 
 integration: install kafka-jars chromium
 	$(PY) -m pytest tests/integration
+
+# The crash test's long variant (tests/integration/test_crash.py): more events, more kills per component.
+# Recovery times are printed and written to recovery.json in the test's tmp dir.
+soak: install kafka-jars
+	FEATUREPLANE_SOAK=1 $(PY) -m pytest -s -p no:cacheprovider tests/integration/test_crash.py --timeout 3600
 
 demo: install kafka-jars
 	$(FP) up

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import structlog
 
 from actors.bus import Bus, Consumer, stop_reading
+from actors.replies import POLL_RETRY_S
 from events.codec import CODEC, Codec
 from events.errors import DeadlineExceeded, DecodeError
 from events.registry import Registry
@@ -67,8 +68,13 @@ class RegistryFollower:
 
     async def _follow(self, consumer: Consumer) -> None:
         while True:
-            records = await consumer.poll(500, 1000)
-            positions = await consumer.positions()
+            try:
+                records = await consumer.poll(500, 1000)
+                positions = await consumer.positions()
+            except Exception:  # noqa: BLE001 - e.g. the broker is away: the client reconnects, we poll again
+                self._log.warning("registry_poll_failed", exc_info=True)
+                await asyncio.sleep(POLL_RETRY_S)
+                continue
             if not records:
                 if positions != self._folded_to:  # e.g. moved past a transaction marker
                     async with self._changed:

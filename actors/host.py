@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import resource
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -50,6 +51,8 @@ class ComponentKind(StrEnum):
 
 
 SCHEDULE_TICK_S = 5.0
+# How long a Rift worker waits for the registry before it joins its consumer group (see _handler).
+REGISTRY_CATCH_UP_S = 30.0
 
 
 async def ensure_platform_topics(bus: KafkaBus, settings: Settings) -> None:
@@ -75,7 +78,11 @@ class ComponentHost:
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self, settings: Settings, kind: ComponentKind, instance: int = 0) -> None:
+        """Open the store, join the consumer group and initialise the transactional producer; its
+        transactional id depends only on the instance, so a restarted one fences its predecessor's open
+        transaction (aborting it) and the consumer resumes from the offsets committed with the outputs."""
         self._kind, self._instance = kind.value, f"{kind.value}-{instance}"
+        self._stop = asyncio.Event()
         configure_logging(kind.value, json=settings.log_json)
         bus = KafkaBus(settings.bootstrap_servers, client_id=self._instance, credentials=settings.kafka_credentials)
         self._closers.append(bus)
@@ -84,8 +91,8 @@ class ComponentHost:
         self._runtime = ComponentRuntime(bus, settings.topics, handler, instance_id=self._instance,
                                          group_id=f"{settings.topic_prefix}.{kind.value}",
                                          max_record_bytes=settings.max_record_bytes)
+        self._closers.insert(0, self._runtime)  # closed even when its start fails half-way
         await self._runtime.start()
-        self._closers.insert(0, self._runtime)
         self._task = asyncio.create_task(self._runtime.run(self._stop), name=self._instance)
 
     async def _handler(self, settings: Settings, kind: ComponentKind, bus: KafkaBus) -> Handler:
@@ -97,6 +104,9 @@ class ComponentHost:
             follower = RegistryFollower(bus, names)
             await follower.start()
             self._closers.insert(0, follower)
+            # Caught up before joining the group, so the first subscription already names every source
+            # topic: a restarted worker then resumes with one rebalance, not one per topic it learns of.
+            await follower.sync(REGISTRY_CATCH_UP_S)
             return RiftWorker(names, follower)
         if kind is ComponentKind.ONLINE_STORE:
             online = LmdbOnlineStore(store_dir)
@@ -150,6 +160,10 @@ class ComponentHost:
         finally:
             await producer.close()
 
+    async def pid(self) -> int:
+        """This component's process id (the crash tests kill it; Ray restarts it)."""
+        return os.getpid()
+
     async def health(self) -> dict[str, Any]:
         runtime = self._runtime
         alive = self._task is not None and not self._task.done()
@@ -179,3 +193,4 @@ class ComponentHost:
             if asyncio.iscoroutine(result):
                 await result
         self._closers.clear()
+        self._runtime = None

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -20,6 +21,7 @@ from aiokafka.errors import (
     GroupAuthorizationFailedError,
     KafkaConnectionError,
     KafkaError,
+    KafkaTimeoutError,
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
@@ -29,7 +31,7 @@ from aiokafka.errors import (
 from actors.bus import Outgoing, Record, StartAt
 from actors.settings import KafkaCredentials
 from events.data import Coordinates
-from events.errors import PermissionDenied, Unavailable
+from events.errors import BrokerUnavailable, PermissionDenied, Unavailable
 
 # The broker refused this principal (SASL login or ACL): retrying will not help.
 _REFUSED = (AuthenticationFailedError, SaslAuthenticationFailed, TopicAuthorizationFailedError,
@@ -37,6 +39,8 @@ _REFUSED = (AuthenticationFailedError, SaslAuthenticationFailed, TopicAuthorizat
 
 # How long a new topic may take to show up in a consumer's metadata.
 _METADATA_MAX_AGE_MS = 3_000
+# How long closing a broken producer client may take before it is left to the garbage collector.
+_CLOSE_BROKEN_S = 5.0
 
 
 class KafkaTransaction:
@@ -53,16 +57,44 @@ class KafkaTransaction:
 
 
 class KafkaTransactionalProducer:
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    """A transactional producer that outlives its client: aiokafka reconnects by itself after a broker
+    outage, but a client in a fatal state (fenced, or its transaction lost with the broker) stays unusable,
+    so the next transaction gets a new client with the same transactional id (whose initialisation aborts
+    whatever the old one left open)."""
+
+    def __init__(self, producer: AIOKafkaProducer, renew: Callable[[], Awaitable[AIOKafkaProducer]]) -> None:
         self._producer = producer
+        self._renew = renew
         # aiokafka allows one open transaction per producer; concurrent tasks take turns.
         self._lock = asyncio.Lock()
         self._closed = False
+        self._renew_before_next = False
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[KafkaTransaction]:
-        async with self._lock, self._producer.transaction():
-            yield KafkaTransaction(self._producer)
+        async with self._lock:
+            if self._renew_before_next or _in_fatal_state(self._producer):
+                await self._replace_client()
+            try:
+                async with self._producer.transaction():
+                    yield KafkaTransaction(self._producer)
+            except KafkaError as exc:
+                # aiokafka keeps counting its idempotence sequence numbers past an aborted transaction (the
+                # Java client bumps the epoch instead), so after a broker restart every later send would be
+                # refused as out of order: the next transaction starts on a fresh client.
+                self._renew_before_next = True
+                if isinstance(exc, KafkaConnectionError | KafkaTimeoutError) or exc.retriable:
+                    raise BrokerUnavailable(f"Kafka did not complete the transaction: {exc!r}") from exc
+                raise
+
+    async def _replace_client(self) -> None:
+        old = self._producer
+        structlog.get_logger().warning("transactional_producer_renewed",
+                                       transactional_id=old._txn_manager.transactional_id)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), _CLOSE_BROKEN_S)
+        self._producer = await self._renew()
+        self._renew_before_next = False
 
     async def close(self) -> None:
         if not self._closed:
@@ -155,11 +187,14 @@ class KafkaBus:
         return KafkaConsumer(consumer, None)
 
     async def transactional_producer(self, transactional_id: str) -> KafkaTransactionalProducer:
-        producer = AIOKafkaProducer(
-            **self._producer_options(), transactional_id=transactional_id,
-        )
-        await _start(producer)
-        return KafkaTransactionalProducer(producer)
+        """A producer whose transactional id is the caller's stable name for itself (component and
+        instance): the same on every restart, so starting it fences the previous incarnation."""
+        async def started() -> AIOKafkaProducer:
+            producer = AIOKafkaProducer(**self._producer_options(), transactional_id=transactional_id)
+            await _start(producer)
+            return producer
+
+        return KafkaTransactionalProducer(await started(), started)
 
     async def send(self, messages: Sequence[Outgoing]) -> list[Coordinates]:
         if self._plain is None:
@@ -210,6 +245,12 @@ async def _wait_assigned(consumer: AIOKafkaConsumer, topics: set[str], timeout_s
         await asyncio.sleep(0.05)
 
 
+def _in_fatal_state(producer: AIOKafkaProducer) -> bool:
+    # aiokafka exposes no public accessor for this; its transaction manager is the only place it is kept.
+    manager = producer._txn_manager
+    return manager is not None and bool(manager.is_fatal_error())
+
+
 async def _start(client: Any) -> None:
     try:
         await client.start()
@@ -218,7 +259,7 @@ async def _start(client: Any) -> None:
         raise PermissionDenied(f"the Kafka broker refused this client: {exc}") from exc
     except (KafkaConnectionError, KafkaError) as exc:
         await _close_quietly(client)
-        raise Unavailable(f"Kafka is not reachable: {exc}") from exc
+        raise BrokerUnavailable(f"Kafka is not reachable: {exc}") from exc
 
 
 async def _close_quietly(client: Any) -> None:

@@ -14,6 +14,9 @@ from events.envelope import Message
 from events.errors import DeadlineExceeded, DecodeError
 from events.shape import checked
 
+# A poll that failed (the broker is away) is tried again after this long; the client reconnects by itself.
+POLL_RETRY_S = 1.0
+
 
 class ReplyRouter:
     """Reads reply topics from their end and resolves the future of each request this replica sent."""
@@ -87,7 +90,13 @@ class ReplyRouter:
 
     async def _route(self, consumer: Consumer) -> None:
         while True:
-            for record in await consumer.poll(200, 1000):
+            try:
+                records = await consumer.poll(200, 1000)
+            except Exception:  # noqa: BLE001 - e.g. the broker is away: the client reconnects, we poll again
+                self._log.warning("reply_poll_failed", exc_info=True)
+                await asyncio.sleep(POLL_RETRY_S)
+                continue
+            for record in records:
                 try:
                     message = checked(self._codec.decode(record.value))
                 except DecodeError as exc:

@@ -11,12 +11,14 @@ import contextlib
 import dataclasses
 import hashlib
 import tempfile
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
+import structlog
 
 from actors.host import ComponentHost, ComponentKind
 from actors.settings import KafkaCredentials, Settings
@@ -25,6 +27,11 @@ from gateway.host import FeatureServerHost
 
 # Unix socket paths under Ray's temp dir must fit in 107 bytes; Ray adds about 62 to this folder.
 _MAX_RAY_TEMP_DIR = 44
+
+# Ray restarts an actor whose process died (SIGKILL, OOM, a crash) this many times; -1: without limit.
+MAX_RESTARTS = -1
+# A restarted actor whose start-up fails (e.g. Kafka is down) tries again after these pauses, then every 5 s.
+_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 # Started in this order: the audit log first, so no audited flow waits for its reader.
 COMPONENTS: tuple[ComponentKind, ...] = (
@@ -59,6 +66,49 @@ def shutdown_ray() -> None:
         ray.shutdown()
 
 
+async def _start_up(start: Callable[[], Awaitable[object]], cleanup: Callable[[], Awaitable[None]]) -> None:
+    """Run an actor's start-up. A first start fails loudly (the deployer sees why); a restart after the
+    process died retries until it succeeds: no one is waiting to be told, and the component must come back."""
+    with warnings.catch_warnings():  # Ray's own property warns about an API it calls internally
+        warnings.simplefilter("ignore", DeprecationWarning)
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+    if not restarted:
+        await start()
+        return
+    attempt = 0
+    while True:
+        try:
+            await start()
+        except Exception:  # noqa: BLE001 - whatever stopped it, the component has to come back
+            await cleanup()
+            delay = _RESTART_BACKOFF_S[min(attempt, len(_RESTART_BACKOFF_S) - 1)]
+            attempt += 1
+            structlog.get_logger().exception("restart_failed", attempt=attempt, retry_in_s=delay)
+            await asyncio.sleep(delay)
+        else:
+            return
+
+
+class ResumingComponentHost(ComponentHost):
+    """The component host as Ray runs it. Ray re-runs only `__init__` when it restarts a killed actor (not
+    the methods the deployer called afterwards), so start-up happens here: a restarted component joins its
+    consumer group again, fences its zombie by re-initialising its transactional id, reopens its store and
+    resumes from the committed offsets, by itself."""
+
+    async def __init__(self, settings: Settings, kind: ComponentKind, instance: int) -> None:  # type: ignore[misc]
+        super().__init__()
+        await _start_up(lambda: self.start(settings, kind, instance), self.stop)
+
+
+class ResumingFeatureServerHost(FeatureServerHost):
+    """The feature server and gateway as Ray runs them: started in `__init__`, like ResumingComponentHost;
+    a restarted one binds the same port (give the deployment a fixed `gateway_port` to rely on that)."""
+
+    async def __init__(self, settings: Settings, replica_id: str) -> None:  # type: ignore[misc]
+        super().__init__()
+        await _start_up(lambda: self.start(settings, replica_id), self.stop)
+
+
 @dataclass
 class Deployment:
     settings: Settings
@@ -69,6 +119,19 @@ class Deployment:
         names = list(self.handles)
         answers = await asyncio.gather(*(self.handles[n].health.remote() for n in names))
         return dict(zip(names, answers, strict=True))
+
+    async def pids(self) -> dict[str, int]:
+        """Each actor's process id, by actor name (the crash tests kill these)."""
+        names = list(self.handles)
+        answers = await asyncio.gather(*(self.handles[n].pid.remote() for n in names))
+        return dict(zip(names, answers, strict=True))
+
+    async def pid_of(self, name: str, timeout_s: float = 2.0) -> int | None:
+        """The named actor's process id; None while it is dead or restarting (its start-up not done yet)."""
+        try:
+            return int(await asyncio.wait_for(self.handles[name].pid.remote(), timeout_s))
+        except (TimeoutError, ray.exceptions.RayError):
+            return None
 
     async def stop(self) -> None:
         """Stop every actor, the feature servers first so no request is left half-served."""
@@ -92,24 +155,24 @@ async def start_deployment(settings: Settings, *, rift_workers: int = 1, gateway
 
     With `credentials` (a SASL broker), each actor receives only its own plane's login."""
     # Ray's handles are dynamically typed: `.remote()` exists only at run time.
-    host_actor: Any = ray.remote(num_cpus=0)(ComponentHost)
-    gateway_actor: Any = ray.remote(num_cpus=0)(FeatureServerHost)
+    host_actor: Any = ray.remote(num_cpus=0, max_restarts=MAX_RESTARTS)(ResumingComponentHost)
+    gateway_actor: Any = ray.remote(num_cpus=0, max_restarts=MAX_RESTARTS)(ResumingFeatureServerHost)
     deployment = Deployment(settings, gateway_url="")
     try:
         for kind in components:
             count = rift_workers if kind is ComponentKind.RIFT else 1
             for i in range(count):
                 name = f"{settings.topic_prefix}-{kind.value}-{i}"
-                handle = host_actor.options(name=name).remote()
-                deployment.handles[name] = handle
                 own = plane_settings(settings, PLANE_OF[Component(kind.value)], credentials)
-                await handle.start.remote(own, kind, i)
+                handle = host_actor.options(name=name).remote(own, kind, i)
+                deployment.handles[name] = handle
+                await handle.pid.remote()  # answers once its start-up in __init__ is done
         for i in range(gateway_replicas):
             name = f"{settings.topic_prefix}-feature_server-{i}"
-            handle = gateway_actor.options(name=name).remote()
-            deployment.handles[name] = handle
             own = plane_settings(settings, PLANE_OF[Component.FEATURE_SERVER], credentials)
-            deployment.gateway_url = await handle.start.remote(own, f"fs-{i}")
+            handle = gateway_actor.options(name=name).remote(own, f"fs-{i}")
+            deployment.handles[name] = handle
+            deployment.gateway_url = (await handle.health.remote())["url"]
     except BaseException:
         await deployment.stop()
         raise

@@ -14,7 +14,8 @@
     ├── PermissionDenied            a valid principal without the role for the action (403)
     ├── FlowDenied                  a message on a cross-plane flow its sender may not use
     ├── Unavailable (retriable)     a dependency (Kafka, a store) did not answer in time (503/504)
-    │   └── DeadlineExceeded
+    │   ├── BrokerUnavailable       Kafka is unreachable: a message could not be handed to it (503)
+    │   └── DeadlineExceeded        the answer did not come within the deadline (504)
     └── StoreError                  a store refused or failed an operation
 
 Only the gateway maps these to HTTP statuses.
@@ -92,6 +93,11 @@ class Unavailable(FeatureplaneError):
     """A dependency did not answer; trying again later may succeed."""
 
     retriable = True
+
+
+class BrokerUnavailable(Unavailable):
+    """Kafka did not take a message in time: the broker is down or unreachable (the clients reconnect by
+    themselves once it is back)."""
 
 
 class DeadlineExceeded(Unavailable):

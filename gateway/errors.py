@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from events.errors import (
+    BrokerUnavailable,
     DeadlineExceeded,
     DecodeError,
     FeatureplaneError,
@@ -24,6 +25,7 @@ _STATUS: list[tuple[type[FeatureplaneError], int, str]] = [
     (Unauthenticated, 401, "UNAUTHENTICATED"),
     (PermissionDenied, 403, "PERMISSION_DENIED"),
     (FlowDenied, 403, "PERMISSION_DENIED"),
+    (BrokerUnavailable, 503, "UNAVAILABLE"),  # Kafka is away: try again shortly, nothing hangs
     (DeadlineExceeded, 504, "DEADLINE_EXCEEDED"),
     (Unavailable, 503, "UNAVAILABLE"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aiohttp import web
@@ -50,6 +51,10 @@ class FeatureServerHost:
         self.url = f"http://{host}:{port}"
         log.info("gateway_started", url=self.url)
         return self.url
+
+    async def pid(self) -> int:
+        """This replica's process id (the crash tests kill it; Ray restarts it)."""
+        return os.getpid()
 
     async def health(self) -> dict[str, Any]:
         registry = self._server.follower.registry if self._server else None

@@ -22,6 +22,7 @@ from actors.components.cache import Cached, ServingCache
 from actors.components.ingest import MAX_RECORD_BYTES, IngestPlan, plan_ingest
 from actors.components.realtime import compute, input_types, is_realtime, missing_request_fields
 from actors.components.tiling import aggregate_values, served_from_tiles, tile_range
+from actors.detached import DetachedPublisher
 from actors.follower import RegistryFollower
 from actors.group_commit import GroupCommit
 from actors.outbox import Outbound
@@ -262,15 +263,20 @@ class FeatureServer:
                                     on_message=self._follow_changelog)
         self._producer: TransactionalProducer | None = None
         self._commits: GroupCommit | None = None
+        # Request paths hand their messages to Kafka through this (in shared transactions, see GroupCommit),
+        # so none waits on an absent broker.
+        self._sends = DetachedPublisher(self._commits_or_fail, self.component, read_timeout_s)
 
     async def start(self) -> None:
         await self.follower.start()
         await self._replies.start()
+        # The same id on every start of this replica: a restarted one fences its predecessor's transaction.
         self._producer = await self._bus.transactional_producer(
             f"{self._names.prefix}.feature-server.{self.replica_id}")
         self._commits = GroupCommit(self._producer, self._codec, self._names, self.component, self._bus.send)
 
     async def close(self) -> None:
+        await self._sends.close()
         await self._replies.close()
         await self.follower.close()
         if self._commits is not None:
@@ -330,7 +336,7 @@ class FeatureServer:
             (hit.row, hit.tiles) if hit is not None else (None, None) for hit in hits]
         missing = [i for i, hit in enumerate(hits) if hit is None]
         if not missing:
-            return answers, frozenset(), (f1,)
+            return answers, frozenset(), (f1,)  # answered from the cache: F1 goes out with the F4
         asked_at = ServingCache.now()
         read = ReadOnlineRows(new_id(), tuple(lookups[i] for i in missing), self.replica_id)
         try:
@@ -390,7 +396,7 @@ class FeatureServer:
                    for source, items in plan.payloads.items()]
         applied = self._replies.expect_correlated(received.correlation_id, plan.online_writes)
         try:
-            await self._commits_or_fail().publish(outputs, [f5])
+            await self._sends.publish(outputs, [f5])
             await asyncio.wait_for(applied, INGEST_TIMEOUT_S)
         except TimeoutError:
             raise DeadlineExceeded(f"the online store did not confirm the ingest within {INGEST_TIMEOUT_S}s; "
@@ -420,7 +426,7 @@ class FeatureServer:
     async def _submit(self, command: Any, workspace: str, principal: str,
                       done: Callable[[Registry], bool]) -> Registry:
         message = self._codec.message(command, producer=self.component, workspace=workspace, principal=principal)
-        refused = await self._commits_or_fail().publish([Outbound(CONTROL_COMMANDS, message)])
+        refused = await self._sends.publish([Outbound(CONTROL_COMMANDS, message)])
         if refused:
             raise refused[0]
         return await self.follower.wait_for(done, COMMAND_TIMEOUT_S)
@@ -434,7 +440,7 @@ class FeatureServer:
         f1 = make_record(Flow.F1, Component.CUSTOMER_APP, self.component, received,
                          subject=request.feature_service, message_count=1, row_count=0,
                          byte_count=len(request.payload), digest=hashlib.sha256(request.payload).hexdigest())
-        await self._commits_or_fail().publish([], [replace(f1, outcome=Outcome.DENIED)])
+        await self._sends.audit([replace(f1, outcome=Outcome.DENIED)])
 
     async def audit_response(self, served: ServedFeatures | ServedBatch, payload: bytes) -> None:
         """Record the F4 flow: the response bytes as they leave for the customer's application (with the
@@ -442,7 +448,7 @@ class FeatureServer:
         f4 = make_record(Flow.F4, self.component, Component.CUSTOMER_APP, served.request,
                          subject=served.service, message_count=1, row_count=served.value_count(),
                          byte_count=len(payload), digest=hashlib.sha256(payload).hexdigest())
-        await self._commits_or_fail().publish([], [*served.unaudited, f4])
+        await self._sends.audit([*served.unaudited, f4])
 
     async def recent_audit(self, limit: int, asked_by: str, /, **filters: Any) -> AuditLogAnswered:
         """The newest audit records matching `filters` (see QueryAuditLog; `principal` among them filters
@@ -508,12 +514,17 @@ class FeatureServer:
 
     async def _ask(self, outbound: Outbound, request_id: str,
                    extra_audits: list[AuditRecord], timeout_s: float | None = None) -> Message[Any]:
+        """Send a request and wait for its reply, within the read timeout (or `timeout_s`, a latency
+        budget) in all (503 when Kafka does not take the request in that time, 504 when the reply does
+        not come)."""
         future = self._replies.expect(request_id)
+        deadline = asyncio.get_running_loop().time() + (timeout_s or self._timeout_s)
         try:
-            refused = await self._commits_or_fail().publish([outbound], extra_audits)
+            refused = await self._sends.publish([outbound], extra_audits, timeout_s or self._timeout_s)
             if refused:
                 raise refused[0]
-            return await self._replies.wait(request_id, future, timeout_s or self._timeout_s)
+            remaining = max(deadline - asyncio.get_running_loop().time(), 0.0)
+            return await self._replies.wait(request_id, future, remaining)
         finally:
             self._replies.forget(request_id)
 
