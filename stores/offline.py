@@ -13,12 +13,12 @@ non-null value; ints widen to floats, any other change is refused.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import json
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -33,20 +33,16 @@ import pyarrow.parquet as pq
 from events.errors import StoreError
 from stores.files import fsync_dir
 from stores.offline_rows import (
-    _ARROW_TYPES,
     _COLUMN_TYPES,
-    _POLARS_TYPES,
     EVENT_TIME,
     WRITTEN_BY,
     OfflineWrite,
-    Row,
     ViewId,
     ViewSchema,
-    _column,
+    _by_day,
     _coordinates_of,
-    _extended_schemas,
     _frame,
-    _grouped,
+    _prepared,
 )
 from stores.offsets import (
     AppliedOffsets,
@@ -59,6 +55,7 @@ from stores.offsets import (
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+_WRITER_THREADS = 8  # Parquet encoding and fsync release the GIL: the files of one commit overlap
 
 __all__ = ["EVENT_TIME", "FORMAT_VERSION", "WRITTEN_BY", "InMemoryOfflineStore", "OfflineStore", "OfflineWrite",
            "ParquetOfflineStore"]
@@ -87,16 +84,16 @@ class OfflineStore(Protocol):
 
 class InMemoryOfflineStore(ClosableStore):
     def __init__(self) -> None:
-        self._rows: dict[ViewId, list[Row]] = {}
+        self._tables: dict[ViewId, list[pl.LazyFrame]] = {}
         self._schemas: dict[ViewId, ViewSchema] = {}
         self._applied: AppliedOffsets = {}
 
     def append(self, writes: Sequence[OfflineWrite]) -> int:
         self._check_open()
         to_apply, next_offsets = split_applied(writes, self._applied, _coordinates_of)
-        self._schemas = _extended_schemas(self._schemas, to_apply)  # validates before anything changes
-        for (view, _), rows in _grouped(to_apply).items():
-            self._rows.setdefault(view, []).extend(rows)
+        self._schemas, tables = _prepared(self._schemas, to_apply)  # validates before anything changes
+        for view, table in tables.items():
+            self._tables.setdefault(view, []).append(pl.from_arrow(table).lazy())  # type: ignore[union-attr]
         self._applied = next_offsets
         return len(to_apply)
 
@@ -107,7 +104,7 @@ class InMemoryOfflineStore(ClosableStore):
     def scan(self, workspace: str, feature_view: str) -> pl.LazyFrame:
         self._check_open()
         view = (workspace, feature_view)
-        return _frame(self._schemas.get(view), self._rows.get(view, [])).lazy()
+        return _frame(self._schemas.get(view), self._tables.get(view, []))
 
 
 # --- Parquet ----------------------------------------------------------------------------------------------
@@ -159,9 +156,9 @@ class ParquetOfflineStore(ClosableStore):
         to_apply, next_offsets = split_applied(writes, self._manifest.applied, _coordinates_of)
         if not to_apply:
             return 0
-        schemas = _extended_schemas(self._manifest.schemas, to_apply)
-        files = [self._write_file(view, day, rows, schemas[view])
-                 for (view, day), rows in _grouped(to_apply).items()]
+        schemas, tables = _prepared(self._manifest.schemas, to_apply)
+        parts = [(view, day, part) for view, table in tables.items() for day, part in _by_day(table)]
+        files = self._write_files(parts)
         self._commit(_Manifest(self._manifest.files + tuple(files), schemas, next_offsets))
         return len(to_apply)
 
@@ -175,14 +172,8 @@ class ParquetOfflineStore(ClosableStore):
         schema = manifest.schemas.get((workspace, feature_view))
         paths = [self._root / f.path for f in manifest.files
                  if (f.workspace, f.feature_view) == (workspace, feature_view)]
-        if schema is None or not paths:
-            return _frame(schema, []).lazy()
-        # Listed files only (no globbing, no hive columns); "relaxed" fills columns that older files lack
-        # and widens ints, the casts give every file the view's current types.
-        frames = [pl.scan_parquet(path, hive_partitioning=False, glob=False) for path in paths]
-        return pl.concat(frames, how="diagonal_relaxed").select(
-            pl.col(name).cast(_POLARS_TYPES[t]) for name, t in schema.frame_types().items()
-        )
+        # Listed files only (no globbing, no hive columns).
+        return _frame(schema, [pl.scan_parquet(path, hive_partitioning=False, glob=False) for path in paths])
 
     def close(self) -> None:
         if self._lock_fd is not None:
@@ -207,24 +198,34 @@ class ParquetOfflineStore(ClosableStore):
         return _manifest_from_json(text, self._what)
 
     def _commit(self, manifest: _Manifest) -> None:
-        payload = json.dumps(_manifest_to_json(manifest), indent=1).encode("utf-8")
+        payload = json.dumps(_manifest_to_json(manifest), separators=(",", ":")).encode("utf-8")
         _write_atomically(self._root / MANIFEST, lambda f: f.write(payload), self._what)
         self._manifest = manifest
 
-    def _write_file(self, view: ViewId, day: date, rows: list[Row], schema: ViewSchema) -> _File:
-        workspace, feature_view = view
-        relative = (f"data/workspace={quote(workspace, safe='')}/feature_view={quote(feature_view, safe='')}"
-                    f"/date={day.isoformat()}/part-{uuid.uuid4().hex}.parquet")
-        types = schema.frame_types()
-        try:
-            table = pa.table({name: pa.array(_column(rows, name, t), type=_ARROW_TYPES[t])
-                              for name, t in types.items()})
-        except (pa.ArrowException, OverflowError, TypeError) as exc:
-            raise StoreError(f"rows of {feature_view} do not fit its columns: {exc}") from exc
-        path = self._root / relative
-        _make_dirs(path.parent, self._what)
-        _write_atomically(path, lambda f: pq.write_table(table, f), self._what)
-        return _File(relative, workspace, feature_view, day.isoformat(), len(rows))
+    def _write_files(self, parts: Sequence[tuple[ViewId, date, pa.Table]]) -> list[_File]:
+        """One new file per (view, day) part, each fsynced, then each directory touched fsynced once: after
+        this the files survive a crash, but they are part of the dataset only once the manifest lists them."""
+        files = [_File(_part_path(workspace, feature_view, day), workspace, feature_view, day.isoformat(),
+                       part.num_rows) for (workspace, feature_view), day, part in parts]
+        touched: set[Path] = set()
+        for file in files:
+            touched |= _make_dirs((self._root / file.path).parent, self._what)
+        if not files:
+            return files
+
+        def write(file: _File, table: pa.Table) -> None:
+            _write_synced(self._root / file.path, lambda out: pq.write_table(table, out), self._what)
+
+        with ThreadPoolExecutor(min(_WRITER_THREADS, len(files))) as pool:
+            list(pool.map(write, files, [table for _, _, table in parts]))
+            touched |= {(self._root / f.path).parent for f in files}
+            list(pool.map(lambda directory: _fsync_dir(directory, self._what), touched))
+        return files
+
+
+def _part_path(workspace: str, feature_view: str, day: date) -> str:
+    return (f"data/workspace={quote(workspace, safe='')}/feature_view={quote(feature_view, safe='')}"
+            f"/date={day.isoformat()}/part-{uuid.uuid4().hex}.parquet")
 
 
 def _manifest_to_json(manifest: _Manifest) -> dict[str, object]:
@@ -234,7 +235,8 @@ def _manifest_to_json(manifest: _Manifest) -> dict[str, object]:
         "views": [{"workspace": w, "feature_view": fv, "join_keys": list(s.join_keys),
                    "columns": dict(s.columns)}
                   for (w, fv), s in manifest.schemas.items()],
-        "files": [dataclasses.asdict(f) for f in manifest.files],
+        "files": [{"path": f.path, "workspace": f.workspace, "feature_view": f.feature_view, "date": f.date,
+                   "rows": f.rows} for f in manifest.files],
     }
 
 
@@ -281,6 +283,13 @@ def _remove_orphans(root: Path, committed: set[str]) -> None:
 
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], what: str) -> None:
     """Write to a temporary name in the same directory, fsync, rename over `path`, fsync the directory."""
+    _write_synced(path, write, what)
+    _fsync_dir(path.parent, what)
+
+
+def _write_synced(path: Path, write: Callable[[IO[bytes]], object], what: str) -> None:
+    """Write to a temporary name in the same directory, fsync, rename over `path` (the rename is durable
+    once the caller fsyncs the directory)."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with open(temporary, "wb") as file:
@@ -288,20 +297,26 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], what: st
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-        fsync_dir(path.parent)
     except (OSError, pa.ArrowException) as exc:
         temporary.unlink(missing_ok=True)
         raise StoreError(f"cannot write {path.name} in {what}: {exc}") from exc
 
 
-def _make_dirs(directory: Path, what: str) -> None:
-    # Each new directory's entry is fsynced in its parent: a committed file must not vanish with its
-    # directory in a crash.
+def _fsync_dir(directory: Path, what: str) -> None:
+    try:
+        fsync_dir(directory)
+    except OSError as exc:
+        raise StoreError(f"cannot sync {directory} in {what}: {exc}") from exc
+
+
+def _make_dirs(directory: Path, what: str) -> set[Path]:
+    """Create `directory` and its missing parents; the parents whose entries changed, to be fsynced (a
+    committed file must not vanish with its directory in a crash)."""
     if directory.exists():
-        return
-    _make_dirs(directory.parent, what)
+        return set()
+    changed = _make_dirs(directory.parent, what)
     try:
         directory.mkdir()
-        fsync_dir(directory.parent)
     except OSError as exc:
         raise StoreError(f"cannot create {directory} in {what}: {exc}") from exc
+    return changed | {directory.parent}
