@@ -1,10 +1,11 @@
 """The offline store: every feature row ever written, as Parquet, for training data (customer plane).
 
 Layout: `root/data/workspace=W/feature_view=FV/date=YYYY-MM-DD/part-<uuid>.parquet` (names
-percent-encoded) and `root/manifest.json`, which lists the committed files, each view's column types and
-the applied offsets. The manifest is the commit point: files are written under a temporary name,
-fsynced and renamed, then the manifest is replaced atomically. A file the manifest does not list is not
-part of the dataset; the writer deletes such orphans (left by a crash) when it opens the store.
+percent-encoded) and the manifest (`root/manifest.json` and the log of commits since it, see
+`stores.offline_manifest`), which lists the committed files, each view's column types and the applied
+offsets. An append writes one file per view and UTC day of its rows, under a temporary name, fsynced and
+renamed, fsyncs each directory it touched once, then commits to the manifest. A file the manifest does not
+list is not part of the dataset; the writer deletes such orphans (left by a crash) when it opens the store.
 
 Columns of `scan`: the view's join keys, `event_time` (UTC, microseconds), its features in first-seen
 order, `_written_by` (the event id of the write, for lineage). A column's type is fixed by its first
@@ -14,12 +15,11 @@ non-null value; ints widen to floats, any other change is refused.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from types import TracebackType
@@ -32,8 +32,20 @@ import pyarrow.parquet as pq
 
 from events.errors import StoreError
 from stores.files import fsync_dir
+from stores.offline_manifest import (
+    EMPTY,
+    FORMAT_VERSION,
+    MANIFEST,
+    DataFile,
+    Manifest,
+    append_line,
+    load,
+    log_path,
+    remove_other_logs,
+    snapshot_json,
+    with_commit,
+)
 from stores.offline_rows import (
-    _COLUMN_TYPES,
     EVENT_TIME,
     WRITTEN_BY,
     OfflineWrite,
@@ -44,17 +56,8 @@ from stores.offline_rows import (
     _frame,
     _prepared,
 )
-from stores.offsets import (
-    AppliedOffsets,
-    ClosableStore,
-    applied_from_rows,
-    applied_to_rows,
-    check_format_version,
-    split_applied,
-)
+from stores.offsets import AppliedOffsets, ClosableStore, split_applied
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 _WRITER_THREADS = 8  # Parquet encoding and fsync release the GIL: the files of one commit overlap
 
 __all__ = ["EVENT_TIME", "FORMAT_VERSION", "WRITTEN_BY", "InMemoryOfflineStore", "OfflineStore", "OfflineWrite",
@@ -110,25 +113,6 @@ class InMemoryOfflineStore(ClosableStore):
 # --- Parquet ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _File:
-    path: str  # relative to the root, POSIX separators
-    workspace: str
-    feature_view: str
-    date: str
-    rows: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Manifest:
-    files: tuple[_File, ...]
-    schemas: Mapping[ViewId, ViewSchema]
-    applied: Mapping[tuple[str, int], int]
-
-
-_EMPTY = _Manifest((), {}, {})
-
-
 class ParquetOfflineStore(ClosableStore):
     """One writer per root (an exclusive lock file); any number of `readonly=True` readers."""
 
@@ -137,14 +121,16 @@ class ParquetOfflineStore(ClosableStore):
         self._readonly = readonly
         self._what = f"offline store {root}"
         self._lock_fd: int | None = None
+        self._manifest = EMPTY
         if not readonly:
             self._lock_fd = _lock(root, self._what)
         try:
             self._manifest = self._load()
             if not readonly:
                 _remove_orphans(root, {f.path for f in self._manifest.files})
-                if not (root / MANIFEST).exists():
-                    self._commit(self._manifest)  # stamps the format version, so readers can open
+                # One snapshot in this code's format (readers can open a new store; an older format is
+                # upgraded), whatever a crash left in the log before.
+                self._compact()
         except BaseException:
             self.close()
             raise
@@ -159,7 +145,11 @@ class ParquetOfflineStore(ClosableStore):
         schemas, tables = _prepared(self._manifest.schemas, to_apply)
         parts = [(view, day, part) for view, table in tables.items() for day, part in _by_day(table)]
         files = self._write_files(parts)
-        self._commit(_Manifest(self._manifest.files + tuple(files), schemas, next_offsets))
+        manifest, line = with_commit(self._manifest, files, schemas, next_offsets)
+        append_line(self._root, self._manifest, line, self._what)  # the commit point
+        self._manifest = manifest
+        if manifest.outgrew_snapshot():
+            self._compact()
         return len(to_apply)
 
     def applied_offsets(self) -> dict[tuple[str, int], int]:
@@ -177,35 +167,46 @@ class ParquetOfflineStore(ClosableStore):
 
     def close(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the lock
-            self._lock_fd = None
+            try:
+                if self._manifest.log_bytes and not self._closed:
+                    self._compact()  # a store closed cleanly is one snapshot
+            except StoreError:
+                pass  # the log stays valid: the next writer continues it
+            finally:
+                os.close(self._lock_fd)  # releases the lock
+                self._lock_fd = None
         super().close()
 
-    def _current(self) -> _Manifest:
+    def _current(self) -> Manifest:
         # A reader sees each commit of the writer as it lands; the writer's own copy is always current.
         return self._load() if self._readonly else self._manifest
 
-    def _load(self) -> _Manifest:
-        try:
-            text = (self._root / MANIFEST).read_text(encoding="utf-8")
-        except FileNotFoundError:
+    def _load(self) -> Manifest:
+        manifest = load(self._root, self._what)
+        if manifest is None:
             # Without a manifest every data file would look like an orphan: refuse rather than delete.
             if self._readonly or any((self._root / "data").rglob("part-*.parquet")):
-                raise StoreError(f"{self._what} has no manifest") from None
-            return _EMPTY
+                raise StoreError(f"{self._what} has no manifest")
+            return EMPTY
+        return manifest
+
+    def _compact(self) -> None:
+        """Fold the log into a new snapshot, continued by the next generation's log (none yet)."""
+        manifest = self._manifest
+        next_generation = manifest.generation + 1
+        try:
+            log_path(self._root, next_generation).unlink(missing_ok=True)  # never continue a stale log
         except OSError as exc:
-            raise StoreError(f"cannot read the manifest of {self._what}: {exc}") from exc
-        return _manifest_from_json(text, self._what)
+            raise StoreError(f"cannot remove a stale manifest log of {self._what}: {exc}") from exc
+        payload = snapshot_json(manifest)
+        _write_atomically(self._root / MANIFEST, lambda f: f.write(payload), self._what)  # the commit point
+        self._manifest = replace(manifest, generation=next_generation, log_bytes=0, snapshot_bytes=len(payload))
+        remove_other_logs(self._root, next_generation, self._what)
 
-    def _commit(self, manifest: _Manifest) -> None:
-        payload = json.dumps(_manifest_to_json(manifest), separators=(",", ":")).encode("utf-8")
-        _write_atomically(self._root / MANIFEST, lambda f: f.write(payload), self._what)
-        self._manifest = manifest
-
-    def _write_files(self, parts: Sequence[tuple[ViewId, date, pa.Table]]) -> list[_File]:
+    def _write_files(self, parts: Sequence[tuple[ViewId, date, pa.Table]]) -> list[DataFile]:
         """One new file per (view, day) part, each fsynced, then each directory touched fsynced once: after
         this the files survive a crash, but they are part of the dataset only once the manifest lists them."""
-        files = [_File(_part_path(workspace, feature_view, day), workspace, feature_view, day.isoformat(),
+        files = [DataFile(_part_path(workspace, feature_view, day), workspace, feature_view, day.isoformat(),
                        part.num_rows) for (workspace, feature_view), day, part in parts]
         touched: set[Path] = set()
         for file in files:
@@ -213,7 +214,7 @@ class ParquetOfflineStore(ClosableStore):
         if not files:
             return files
 
-        def write(file: _File, table: pa.Table) -> None:
+        def write(file: DataFile, table: pa.Table) -> None:
             _write_synced(self._root / file.path, lambda out: pq.write_table(table, out), self._what)
 
         with ThreadPoolExecutor(min(_WRITER_THREADS, len(files))) as pool:
@@ -226,34 +227,6 @@ class ParquetOfflineStore(ClosableStore):
 def _part_path(workspace: str, feature_view: str, day: date) -> str:
     return (f"data/workspace={quote(workspace, safe='')}/feature_view={quote(feature_view, safe='')}"
             f"/date={day.isoformat()}/part-{uuid.uuid4().hex}.parquet")
-
-
-def _manifest_to_json(manifest: _Manifest) -> dict[str, object]:
-    return {
-        "format_version": FORMAT_VERSION,
-        "applied_offsets": applied_to_rows(manifest.applied),
-        "views": [{"workspace": w, "feature_view": fv, "join_keys": list(s.join_keys),
-                   "columns": dict(s.columns)}
-                  for (w, fv), s in manifest.schemas.items()],
-        "files": [{"path": f.path, "workspace": f.workspace, "feature_view": f.feature_view, "date": f.date,
-                   "rows": f.rows} for f in manifest.files],
-    }
-
-
-def _manifest_from_json(text: str, what: str) -> _Manifest:
-    try:
-        data = json.loads(text)
-        check_format_version(data.get("format_version"), FORMAT_VERSION, what)
-        schemas: dict[ViewId, ViewSchema] = {}
-        for view in data["views"]:
-            columns = dict(view["columns"])
-            if not set(columns.values()) <= _COLUMN_TYPES:
-                raise StoreError(f"{what} names unknown column types in {columns}")
-            schemas[(view["workspace"], view["feature_view"])] = ViewSchema(tuple(view["join_keys"]), columns)
-        files = tuple(_File(**f) for f in data["files"])
-        return _Manifest(files, schemas, applied_from_rows(data["applied_offsets"]))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise StoreError(f"the manifest of {what} is malformed: {exc}") from exc
 
 
 def _lock(root: Path, what: str) -> int:

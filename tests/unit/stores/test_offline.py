@@ -234,7 +234,11 @@ def test_a_crash_before_the_manifest_commit_leaves_nothing_behind(
                 raise StoreError("disk gone")
             real(path, *args)
 
-        monkeypatch.setattr(offline, "_write_atomically", crash_on_manifest)
+        def crash_on_log(root: Path, manifest: Any, line: bytes, what: str) -> None:
+            raise StoreError("disk gone")
+
+        monkeypatch.setattr(offline, "_write_atomically", crash_on_manifest)  # the snapshot
+        monkeypatch.setattr(offline, "append_line", crash_on_log)  # the log of commits since the snapshot
         with pytest.raises(StoreError, match="disk gone"):
             store.append([write(1, row(("u2",), 0, a=2))])
         assert len(list(tmp_path.rglob("part-*.parquet"))) == 2  # renamed, never committed
