@@ -32,6 +32,7 @@ from stores.online_tiles import collect, delta_entries, range_bounds
 
 FORMAT_VERSION = 1
 DEFAULT_MAP_SIZE = 1 << 30
+_PLAIN = frozenset({str, float, bool, type(None)})  # values stored as they are (ints need a range check)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,8 @@ def _normalized(entity: EntityKey, row: FeatureRow) -> FeatureRow:
     for name, value in values.items():
         if not isinstance(name, str):
             raise StoreError(f"feature names are strings, not {type(name).__name__}")
+        if type(value) in _PLAIN:  # the common case, without isinstance against a union per value
+            continue
         if not (value is None or isinstance(value, str | float | int)) or (
             isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX
         ):
