@@ -1,20 +1,24 @@
 """Rows and column types of the offline store, shared by its Parquet and in-memory backends.
 
 A column's type is fixed by its first non-null value; ints widen to floats, any other change is refused
-with StoreError before anything is written.
+with StoreError before anything is written. The rows of an append are checked and typed column by column
+(one pass over each column's values in C, not a Python call per value), then become one Arrow table per
+view, split by the UTC day of the event time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import date, timedelta
+from itertools import chain, pairwise
 from typing import Literal, get_args
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from events.data import Coordinates, FeatureRow, Scalar, WriteOfflineRows
+from events.data import Coordinates, FeatureRow, WriteOfflineRows
 from events.errors import StoreError
 
 EVENT_TIME = "event_time"
@@ -31,9 +35,10 @@ _POLARS_TYPES: dict[str, pl.DataType] = {
     "string": pl.String(), "timestamp": pl.Datetime("us", "UTC"),
 }
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
+_MICROS_PER_DAY = 86_400_000_000
+_EPOCH = date(1970, 1, 1)
 
 ViewId = tuple[str, str]  # (workspace, feature view)
-Row = dict[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +49,6 @@ class OfflineWrite:
     workspace: str
     write: WriteOfflineRows
     written_by: str
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,57 +62,96 @@ class ViewSchema:
         return {**keys, EVENT_TIME: "timestamp", **features, WRITTEN_BY: "string"}
 
 
-def _extended_schemas(
+def _prepared(
     schemas: Mapping[ViewId, ViewSchema], writes: Sequence[OfflineWrite]
-) -> dict[ViewId, ViewSchema]:
-    """The view schemas once `writes` are appended; StoreError for a row that does not fit."""
-    extended = dict(schemas)
+) -> tuple[dict[ViewId, ViewSchema], dict[ViewId, pa.Table]]:
+    """The view schemas once `writes` are appended, and each view's new rows as one table in write order
+    (event times in UTC); StoreError for anything that does not fit, before anything is written."""
+    by_view: dict[ViewId, list[OfflineWrite]] = {}
     for write in writes:
         if not isinstance(write.written_by, str):
             raise StoreError(f"written_by is {type(write.written_by).__name__}, not a string")
-        view = (write.workspace, write.write.feature_view)
-        extended[view] = _extended(extended.get(view), write.write)
-    return extended
+        by_view.setdefault((write.workspace, write.write.feature_view), []).append(write)
+    extended = dict(schemas)
+    tables: dict[ViewId, pa.Table] = {}
+    for view, view_writes in by_view.items():
+        schema, columns = _view_columns(extended.get(view), view_writes)
+        extended[view] = schema
+        tables[view] = _table(schema, columns, view[1])
+    return extended, tables
 
 
-def _extended(schema: ViewSchema | None, write: WriteOfflineRows) -> ViewSchema:
+def _view_columns(
+    schema: ViewSchema | None, writes: Sequence[OfflineWrite]
+) -> tuple[ViewSchema, dict[str, list[object]]]:
+    """The view's extended schema and its rows of `writes` column by column."""
+    first = writes[0].write
+    join_keys = _checked_join_keys(schema, first)
+    rows: list[FeatureRow] = []
+    written_by: list[object] = []
+    for write in writes:
+        if tuple(write.write.join_keys) != join_keys:
+            raise StoreError(f"{write.write.feature_view} has join keys {join_keys}, not "
+                             f"{tuple(write.write.join_keys)}")
+        rows.extend(write.write.rows)
+        written_by.extend([write.written_by] * len(write.write.rows))
+    _check_rows(rows, join_keys)
+    feature_names = list(dict.fromkeys(chain.from_iterable(row.values for row in rows)))
+    for name in feature_names:
+        if not isinstance(name, str) or name in (EVENT_TIME, WRITTEN_BY) or name in join_keys:
+            raise StoreError(f"{first.feature_view} cannot have a feature named {name!r}")
+    key_columns = [list(c) for c in zip(*(row.entity_key for row in rows), strict=True)] if rows else \
+        [[] for _ in join_keys]
+    columns: dict[str, list[object]] = dict(zip(join_keys, key_columns, strict=True))
+    columns[EVENT_TIME] = [row.event_time for row in rows]
+    columns.update({name: [row.values.get(name) for row in rows] for name in feature_names})
+    columns[WRITTEN_BY] = written_by
+    types: dict[str, ColumnType] = dict(schema.columns) if schema else dict.fromkeys(join_keys, "null")
+    for name in (*join_keys, *feature_names):
+        types[name] = _column_type(name, columns[name], types.get(name, "null"))
+    return ViewSchema(join_keys, types), columns
+
+
+def _checked_join_keys(schema: ViewSchema | None, write: WriteOfflineRows) -> tuple[str, ...]:
     join_keys = tuple(write.join_keys)
     if schema is None:
         names_ok = all(isinstance(k, str) and k not in (EVENT_TIME, WRITTEN_BY) for k in join_keys)
         if not names_ok or len(set(join_keys)) != len(join_keys):
             raise StoreError(f"{write.feature_view} has unusable join keys {join_keys!r}")
-        columns: dict[str, ColumnType] = dict.fromkeys(join_keys, "null")
     elif schema.join_keys != join_keys:
         raise StoreError(f"{write.feature_view} has join keys {schema.join_keys}, not {join_keys}")
-    else:
-        columns = dict(schema.columns)
-    for row in write.rows:
-        _check_row(row, join_keys)
-        for name, value in zip(join_keys, row.entity_key, strict=True):
-            columns[name] = _merged(columns[name], _type_of(value), name)
-        for name, value in row.values.items():
-            if not isinstance(name, str) or name in (EVENT_TIME, WRITTEN_BY) or name in join_keys:
-                raise StoreError(f"{write.feature_view} cannot have a feature named {name!r}")
-            columns[name] = _merged(columns.get(name, "null"), _type_of(value), name)
-    return ViewSchema(join_keys, columns)
+    return join_keys
 
 
-def _check_row(row: FeatureRow, join_keys: tuple[str, ...]) -> None:
-    if not isinstance(row.entity_key, tuple) or len(row.entity_key) != len(join_keys):
-        raise StoreError(f"entity key {row.entity_key!r} does not match join keys {join_keys}")
-    if row.event_time.tzinfo is None or row.event_time.utcoffset() is None:
-        raise StoreError(f"event time {row.event_time} has no time zone")
+def _check_rows(rows: Sequence[FeatureRow], join_keys: tuple[str, ...]) -> None:
+    arity = len(join_keys)
+    for row in rows:
+        if not isinstance(row.entity_key, tuple) or len(row.entity_key) != arity:
+            raise StoreError(f"entity key {row.entity_key!r} does not match join keys {join_keys}")
+        if row.event_time.tzinfo is None or row.event_time.utcoffset() is None:
+            raise StoreError(f"event time {row.event_time} has no time zone")
 
 
-def _type_of(value: Scalar) -> ColumnType:
+def _column_type(column: str, values: Sequence[object], old: ColumnType) -> ColumnType:
+    """`old` merged with the type of every value: one check per Python type present, not per value."""
+    merged = old
+    for kind in set(map(type, values)):
+        new = _type_of(next(v for v in values if type(v) is kind))
+        if new == "int64":
+            ints = [v for v in values if type(v) is kind and isinstance(v, int)]
+            if min(ints) < _INT_MIN or max(ints) > _INT_MAX:
+                raise StoreError(f"a value of {column!r} does not fit in 64 bits")
+        merged = _merged(merged, new, column)
+    return merged
+
+
+def _type_of(value: object) -> ColumnType:
     # bool before int: bool is an int subclass.
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise StoreError(f"{value} does not fit in 64 bits")
         return "int64"
     if isinstance(value, float):
         return "float64"
@@ -127,33 +170,41 @@ def _merged(old: ColumnType, new: ColumnType, column: str) -> ColumnType:
     raise StoreError(f"column {column!r} holds {old} values; {new} does not fit")
 
 
-def _grouped(writes: Sequence[OfflineWrite]) -> dict[tuple[ViewId, date], list[Row]]:
-    """The rows of the writes as column maps, per (view, UTC date of the event time), in write order."""
-    groups: dict[tuple[ViewId, date], list[Row]] = {}
-    for write in writes:
-        view = (write.workspace, write.write.feature_view)
-        for row in write.write.rows:
-            event_time = row.event_time.astimezone(UTC)
-            columns: Row = dict(zip(write.write.join_keys, row.entity_key, strict=True))
-            columns.update(row.values)
-            columns[EVENT_TIME] = event_time
-            columns[WRITTEN_BY] = write.written_by
-            groups.setdefault((view, event_time.date()), []).append(columns)
-    return groups
+def _table(schema: ViewSchema, columns: Mapping[str, list[object]], feature_view: str) -> pa.Table:
+    """The rows as Arrow columns of the view's types (ints widen to floats, event times become UTC)."""
+    height = len(columns[EVENT_TIME])
+    try:
+        return pa.table({name: pa.array(columns.get(name, [None] * height), type=_ARROW_TYPES[t])
+                         for name, t in schema.frame_types().items()})
+    except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+        raise StoreError(f"rows of {feature_view} do not fit its columns: {exc}") from exc
 
 
-def _column(rows: Sequence[Row], name: str, column_type: ColumnType) -> list[object]:
-    values = [row.get(name) for row in rows]
-    if column_type == "float64":  # ints in a column that widened to floats
-        return [float(v) if isinstance(v, int) else v for v in values]
-    return values
+def _by_day(table: pa.Table) -> list[tuple[date, pa.Table]]:
+    """The table's rows per UTC day of their event time, days in order, rows in their order within a day."""
+    micros = table.column(EVENT_TIME).combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    days = micros // _MICROS_PER_DAY
+    if len(days) == 0:
+        return []
+    if days.min() == days.max():
+        return [(_EPOCH + timedelta(days=int(days[0])), table)]
+    order = np.argsort(days, kind="stable")
+    ordered, sorted_days = table.take(pa.array(order)), days[order]
+    starts = np.flatnonzero(np.diff(sorted_days)) + 1
+    bounds = [0, *starts.tolist(), len(sorted_days)]
+    return [(_EPOCH + timedelta(days=int(sorted_days[lo])), ordered.slice(lo, hi - lo))
+            for lo, hi in pairwise(bounds)]
 
 
-def _frame(schema: ViewSchema | None, rows: Sequence[Row]) -> pl.DataFrame:
-    # A view never written has no join keys or features yet: just the columns every view has.
+def _frame(schema: ViewSchema | None, tables: Sequence[pl.LazyFrame]) -> pl.LazyFrame:
+    """The view's rows in its current types: `tables` may be older (fewer columns, ints not yet widened);
+    a view never written has no join keys or features yet, just the columns every view has."""
     types = (schema or ViewSchema((), {})).frame_types()
-    return pl.DataFrame([pl.Series(name, _column(rows, name, t), dtype=_POLARS_TYPES[t])
-                         for name, t in types.items()])
+    if not tables:
+        return pl.LazyFrame(schema={name: _POLARS_TYPES[t] for name, t in types.items()})
+    # "relaxed" fills columns that older tables lack and widens ints; the casts give each the view's types.
+    return pl.concat(tables, how="diagonal_relaxed").select(
+        pl.col(name).cast(_POLARS_TYPES[t]) for name, t in types.items())
 
 
 def _coordinates_of(write: OfflineWrite) -> Coordinates:

@@ -32,6 +32,7 @@ from stores.online_tiles import collect, delta_entries, range_bounds
 
 FORMAT_VERSION = 1
 DEFAULT_MAP_SIZE = 1 << 30
+_PLAIN = frozenset({str, float, bool, type(None)})  # values stored as they are (ints need a range check)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ def _tile_entries(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, bytes]]:
 def _prepared(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, StoredRow]]:
     """Every row of the writes as (key, stored row), all validated before anything is written."""
     entries: list[tuple[bytes, StoredRow]] = []
+    entities: dict[bytes, EntityKey] = {}  # canonical entity keys: one decode per key, not per row
     for write in writes:
         if not isinstance(write.written_by, str):
             raise StoreError(f"written_by is {type(write.written_by).__name__}, not a string")
@@ -97,11 +99,24 @@ def _prepared(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, StoredRow]]:
             key = encode_key(write.workspace, write.write.feature_view, row.entity_key)
             if len(key) > MAX_KEY_BYTES:
                 raise StoreError(f"key of {row.entity_key!r} is {len(key)} bytes, over {MAX_KEY_BYTES}")
-            entries.append((key, StoredRow(_normalized(key, row), write.written_by)))
+            entity = entities.get(key)
+            if entity is None:
+                entity = entities[key] = decode_key(key)[2]
+            entries.append((key, StoredRow(_normalized(entity, row), write.written_by)))
     return entries
 
 
-def _normalized(key: bytes, row: FeatureRow) -> FeatureRow:
+def _latest(entries: Sequence[tuple[bytes, StoredRow]]) -> dict[bytes, StoredRow]:
+    """The row that wins per key among `entries` (in order): the same outcome as applying each in turn."""
+    latest: dict[bytes, StoredRow] = {}
+    for key, stored in entries:
+        old = latest.get(key)
+        if old is None or _wins(stored, old):
+            latest[key] = stored
+    return latest
+
+
+def _normalized(entity: EntityKey, row: FeatureRow) -> FeatureRow:
     """The row as every backend returns it: canonical key values, UTC event time, a plain dict."""
     if row.event_time.tzinfo is None or row.event_time.utcoffset() is None:
         raise StoreError(f"event time {row.event_time} has no time zone")
@@ -109,11 +124,13 @@ def _normalized(key: bytes, row: FeatureRow) -> FeatureRow:
     for name, value in values.items():
         if not isinstance(name, str):
             raise StoreError(f"feature names are strings, not {type(name).__name__}")
+        if type(value) in _PLAIN:  # the common case, without isinstance against a union per value
+            continue
         if not (value is None or isinstance(value, str | float | int)) or (
             isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX
         ):
             raise StoreError(f"feature {name!r} has a value {value!r} the store cannot hold")
-    return FeatureRow(decode_key(key)[2], row.event_time.astimezone(UTC), values)
+    return FeatureRow(entity, row.event_time.astimezone(UTC), values)
 
 
 def _wins(new: StoredRow, old: StoredRow) -> bool:
@@ -154,7 +171,7 @@ class InMemoryOnlineStore(ClosableStore):
         self._check_open()
         to_apply, next_offsets = split_applied(writes, self._applied, _coordinates_of)
         rows, tiles = _prepared(to_apply), _tile_entries(to_apply)
-        for key, stored in rows:
+        for key, stored in _latest(rows).items():
             old = self._rows.get(key)
             if old is None or _wins(stored, old):
                 self._rows[key] = stored
@@ -197,7 +214,7 @@ class LmdbOnlineStore(ClosableStore):
             if not to_apply:
                 return 0
             rows, tiles = _prepared(to_apply), _tile_entries(to_apply)  # all checked before any write
-            for key, stored in rows:
+            for key, stored in _latest(rows).items():  # one read and one write per key, not per row
                 old = txn.get(key, db=self._rows_db)
                 if old is None or _wins(stored, _unpack_stored(key, old)):
                     txn.put(key, _pack_stored(stored), db=self._rows_db)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import polars as pl
@@ -100,26 +101,59 @@ def run_job(job: MaterializationJob) -> JobOutput:
     if ts not in result.columns or any(k not in result.columns for k in job.join_keys):
         raise FeatureplaneError(f"the output of '{view.name}' lacks '{ts}' or a join key {list(job.join_keys)}")
     result = result.with_columns(_as_utc(pl.col(ts), result.schema[ts]))
+    for key in job.join_keys:  # a row without its entity cannot be served or joined
+        result = result.filter(pl.col(key).is_not_null())
     rows: list[FeatureRow] = []
     inputs: list[FeatureRow] = []
-    tiles = TileBuilder(view) if view.aggregates else None
+    tiles = None
+    if view.aggregates:
+        tiles, inputs = _aggregate_rows(result, job, ts)
+    else:
+        rows = _attribute_rows(result, job.join_keys, ts, [(f.name, f.column) for f in view.features])
+    payload = io.BytesIO()
+    frame.write_ipc(payload)
+    return JobOutput(tuple(rows), tiles.deltas() if tiles else (), frame.height, len(payload.getvalue()),
+                     hashlib.sha256(payload.getvalue()).hexdigest(), lineage, tuple(inputs))
+
+
+def _attribute_rows(result: pl.DataFrame, join_keys: Sequence[str], ts: str,
+                    features: Sequence[tuple[str, str]]) -> list[FeatureRow]:
+    """One row per record, built column by column: each column converted to Python values in one call."""
+    keys = _tuples(result, join_keys)
+    names = [name for name, _ in features]
+    values = _tuples(result, [column for _, column in features])
+    return [FeatureRow(key, event_time, dict(zip(names, row, strict=True)))
+            for key, event_time, row in zip(keys, result[ts].to_list(), values, strict=True)]
+
+
+def _tuples(result: pl.DataFrame, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """The values of `columns`, a tuple per row."""
+    if not columns:
+        return repeat((), result.height)
+    return zip(*(_values(result, column) for column in columns), strict=True)
+
+
+def _values(result: pl.DataFrame, column: str) -> list[Any]:
+    if column not in result.columns:
+        return [None] * result.height
+    if isinstance(result.schema[column], pl.Datetime):  # as ISO text, like stream records
+        return [_scalar(v) for v in result[column].to_list()]
+    return result[column].to_list()
+
+
+def _aggregate_rows(result: pl.DataFrame, job: MaterializationJob, ts: str) -> tuple[TileBuilder, list[FeatureRow]]:
+    """Tile deltas of the aggregated view, and the input rows kept offline."""
+    view = job.feature_view
+    tiles, inputs = TileBuilder(view), []
     for record in result.iter_rows(named=True):
         key = tuple(_scalar(record[k]) for k in job.join_keys)
-        if any(k is None for k in key):
-            continue  # a row without its entity cannot be served or joined
         event_time: datetime = record[ts]
-        if tiles is None:
-            rows.append(FeatureRow(key, event_time, {f.name: _scalar(record.get(f.column)) for f in view.features}))
-            continue
         if view.feature_start_time is not None and event_time < view.feature_start_time:
             continue  # as in stream views: aggregates (lifetime windows too) count from feature_start_time on
         fields = {c: _scalar(v) for c, v in record.items()}
         tiles.add(key, event_time, fields)
         inputs.append(aggregate_input(job.join_keys, view, FeatureRow(key, event_time, {}), fields))
-    payload = io.BytesIO()
-    frame.write_ipc(payload)
-    return JobOutput(tuple(rows), tiles.deltas() if tiles else (), frame.height, len(payload.getvalue()),
-                     hashlib.sha256(payload.getvalue()).hexdigest(), lineage, tuple(inputs))
+    return tiles, inputs
 
 
 def _scalar(value: Any) -> Scalar:

@@ -234,7 +234,11 @@ def test_a_crash_before_the_manifest_commit_leaves_nothing_behind(
                 raise StoreError("disk gone")
             real(path, *args)
 
-        monkeypatch.setattr(offline, "_write_atomically", crash_on_manifest)
+        def crash_on_log(root: Path, manifest: Any, line: bytes, what: str) -> None:
+            raise StoreError("disk gone")
+
+        monkeypatch.setattr(offline, "_write_atomically", crash_on_manifest)  # the snapshot
+        monkeypatch.setattr(offline, "append_line", crash_on_log)  # the log of commits since the snapshot
         with pytest.raises(StoreError, match="disk gone"):
             store.append([write(1, row(("u2",), 0, a=2))])
         assert len(list(tmp_path.rglob("part-*.parquet"))) == 2  # renamed, never committed
@@ -285,3 +289,48 @@ def test_one_writer_at_a_time_and_readers_see_each_commit(tmp_path: Path) -> Non
                 reader.append([write(1, row(("u2",), 0, a=2))])
     with ParquetOfflineStore(tmp_path) as writer:  # the lock went with the first writer
         assert writer.applied_offsets() == {(TOPIC, 0): 1}
+
+
+def test_one_append_of_many_messages_writes_one_file_per_view_and_day_rows_in_write_order(tmp_path: Path) -> None:
+    with ParquetOfflineStore(tmp_path) as store:
+        assert store.append([write(0, row(("u1",), 25, a=1), row(("u2",), 0, a=2)),
+                             write(1, row(("u3",), 1, a=3), row(("u4",), 26, a=4.5)),
+                             write(2, row(("u5",), -1, a=5))]) == 3
+    files = sorted(manifest(tmp_path)["files"], key=lambda f: f["date"])
+    assert [(f["date"], f["rows"]) for f in files] == [("2024-05-01", 3), ("2024-05-02", 2)]
+    assert [pq.read_table(tmp_path / f["path"]).column("user").to_pylist() for f in files] == [
+        ["u2", "u3", "u5"], ["u1", "u4"]]
+    assert pq.read_table(tmp_path / files[1]["path"]).column("a").to_pylist() == [1.0, 4.5]
+
+
+def test_each_directory_of_a_commit_is_synced_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[Path] = []
+    real = offline.fsync_dir
+    monkeypatch.setattr(offline, "fsync_dir", lambda d: (synced.append(d), real(d)))
+    with ParquetOfflineStore(tmp_path) as store:
+        synced.clear()
+        store.append([write(0, row(("u1",), 0, a=1), row(("u2",), 24, a=2)), write(1, row(("u3",), 1, a=3))])
+    days = tmp_path / "data/workspace=ws/feature_view=fv"
+    assert sorted(synced) == sorted([tmp_path, tmp_path / "data", tmp_path / "data/workspace=ws", days,
+                                     days / "date=2024-05-01", days / "date=2024-05-02", tmp_path])
+    # the root twice: once for the new "data" directory, once for the manifest's rename
+
+
+def test_a_type_change_between_messages_of_one_append_is_refused(store: OfflineStore) -> None:
+    with pytest.raises(StoreError, match="'a'"):
+        store.append([write(0, row(("u1",), 0, a=1)), write(1, row(("u2",), 0, a="x"))])
+    with pytest.raises(StoreError, match="64 bits"):
+        store.append([write(0, row(("u1",), 0, a=1.5)), write(1, row(("u2",), 0, a=-(2**63) - 1))])
+    assert rows_of(store) == []
+    assert store.applied_offsets() == {}
+
+
+def test_subclasses_of_the_value_types_are_stored_as_their_base_type(store: OfflineStore) -> None:
+    class Code(str):
+        pass
+
+    class Count(int):
+        pass
+
+    store.append([write(0, row(("u1",), 0, code=Code("c1"), count=Count(3)), row(("u2",), 0, code="c2", count=4))])
+    assert sorted((r["code"], r["count"]) for r in rows_of(store)) == [("c1", 3), ("c2", 4)]

@@ -114,6 +114,15 @@ def test_rows_are_scoped_by_workspace_and_feature_view(store: OnlineStore) -> No
     assert read_one(store, ("k",), "fv", "ws3") is None
 
 
+def test_many_rows_of_one_key_in_a_batch_end_as_if_applied_one_by_one(store: OnlineStore) -> None:
+    store.apply_writes([write(0, row(("u1",), 5, a="stored"), row(("u2",), 9, a="stored"))])
+    store.apply_writes([write(1, row(("u1",), 3, a="older"), row(("u2",), 8, a="older"), row(("u1",), 5, a="tie")),
+                        write(2, row(("u1",), 4, a="older again"), row(("u3",), 1, a="new"))])
+    found = store.read("ws", [Lookup("fv", ("u1",)), Lookup("fv", ("u2",)), Lookup("fv", ("u3",))])
+    assert [(f.row.values["a"], f.written_by) for f in found if f is not None] == [
+        ("tie", "event-0-1"), ("stored", "event-0-0"), ("new", "event-0-2")]
+
+
 def test_entity_keys_match_by_type(store: OnlineStore) -> None:
     store.apply_writes([write(0, row((1,), 0, t="int"), row((True,), 0, t="bool"), row((1.0,), 0, t="float"),
                                  row((-0.0,), 0, t="zero"), row((None, "x"), 0, t="none"))])
