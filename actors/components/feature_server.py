@@ -500,8 +500,10 @@ class FeatureServer:
         if not writes:
             return {"write": {"event_id": write_id}, "sources": []}
         write = writes[0]
+        # A batch correlates every job of a backfill: the jobs whose range held no rows fed nothing.
         sources = [s for flow in (Flow.F5, Flow.F6) for s in (await self.recent_audit(
-            MAX_LINEAGE_SOURCES, principal, flow=flow.value, correlation_id=write.correlation_id)).records]
+            MAX_LINEAGE_SOURCES, principal, flow=flow.value, correlation_id=write.correlation_id)).records
+            if s.flow is Flow.F5 or s.row_count > 0]
         return {
             "write": {"event_id": write_id, "topic": write.topic, "partition": write.partition,
                              "offset": write.first_offset, "at": write.occurred_at.isoformat()},
