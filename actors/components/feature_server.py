@@ -520,12 +520,15 @@ class FeatureServer:
         budget) in all (503 when Kafka does not take the request in that time, 504 when the reply does
         not come)."""
         future = self._replies.expect(request_id)
-        deadline = asyncio.get_running_loop().time() + (timeout_s or self._timeout_s)
+        loop = asyncio.get_running_loop()
+        # Kafka gets the read timeout to take the request (else 503); a latency budget bounds only the wait
+        # for the reply, so a request over budget is answered TIME_OUT, not refused.
+        deadline = loop.time() + min(timeout_s or self._timeout_s, self._timeout_s)
         try:
-            refused = await self._sends.publish([outbound], extra_audits, timeout_s or self._timeout_s)
+            refused = await self._sends.publish([outbound], extra_audits)
             if refused:
                 raise refused[0]
-            remaining = max(deadline - asyncio.get_running_loop().time(), 0.0)
+            remaining = max(deadline - loop.time(), 0.0)
             return await self._replies.wait(request_id, future, remaining)
         finally:
             self._replies.forget(request_id)
