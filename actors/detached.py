@@ -32,6 +32,7 @@ class DetachedPublisher:
         self._timeout_s = timeout_s
         self._tasks: set[asyncio.Task[Any]] = set()
         self._audits_waiting = 0
+        self._audits_overdue = 0  # audits a caller stopped waiting for at the timeout: the broker is away
         self._log = structlog.get_logger().bind(sender=str(sender))
 
     async def publish(self, outputs: Sequence[Outbound], audits: Sequence[AuditRecord] = (),
@@ -50,10 +51,18 @@ class DetachedPublisher:
         a response): sent in a transaction of their own and retried until Kafka takes them. The caller waits
         for them while the broker answers; while earlier ones still wait for the broker, it does not, so
         answers from the cache go on during an outage and their audit records follow when it is over."""
-        broker_away = self._audits_waiting > 0
+        # The broker is away when an earlier audit has already waited past the timeout, not merely when
+        # others are in flight (under load some always are, and each answer must still wait for its own).
+        broker_away = self._audits_overdue > 0
         task = self._spawn(self._send_until_taken(records))
         if not broker_away:
-            await asyncio.wait({task}, timeout=self._timeout_s)
+            done, _ = await asyncio.wait({task}, timeout=self._timeout_s)
+            if not done:
+                self._audits_overdue += 1
+                task.add_done_callback(self._no_longer_overdue)
+
+    def _no_longer_overdue(self, _task: asyncio.Task[Any]) -> None:
+        self._audits_overdue -= 1
 
     async def close(self) -> None:
         """Give pending transactions a moment to finish, then cancel them."""
