@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
-import random
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from typing import Any
 from actors.settings import KafkaCredentials, Settings, store_dir
 from deploy import client, replay_batch, supervisor
 from deploy.client import Connection
+from deploy.ports import free_ports
 from events.audit import AuditRecord
 from events.codec import CODEC
 from events.errors import InvalidRequest
@@ -40,8 +39,6 @@ from scenarios.report import ChainCheck, Observations, QueryResult, build_report
 from scenarios.spec import Query, Scenario, load_scenario
 from stores.audit_log import LmdbAuditStore
 
-# Listening ports below the kernel's ephemeral range and above Ray's worker ports (as the tests pick them).
-_LISTEN_PORTS = range(20000, 32768)
 _HTTP_CHUNK = 5000
 
 
@@ -59,24 +56,6 @@ class Target:
     workspace: str
     state_dir: Path | None  # where its audit store lives, when known
     cache_max_age_s: float | None
-
-
-def free_ports(n: int) -> list[int]:
-    socks: list[socket.socket] = []
-    rng = random.Random()
-    try:
-        while len(socks) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                s.bind(("127.0.0.1", rng.choice(_LISTEN_PORTS)))
-            except OSError:
-                s.close()
-                continue
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @contextlib.contextmanager

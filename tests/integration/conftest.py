@@ -7,9 +7,7 @@ with a developer's `featureplane up` broker on 9092 nor with a parallel test run
 from __future__ import annotations
 
 import contextlib
-import random
 import shutil
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -19,31 +17,8 @@ from actors.settings import Settings
 from deploy.client import Connection, bootstrap_admin
 from deploy.cluster import Deployment, init_ray, shutdown_ray, start_deployment
 from deploy.kafka import KAFKA_VERSION, REPO_ROOT, BrokerConfig, BrokerHandle, start_broker
+from deploy.ports import free_ports
 from stores.metadata_key import MetadataKey, write_key_file
-
-# Listening ports are drawn below the kernel's ephemeral range (32768-60999 here) and above Ray's
-# worker ports (10002-19999): a port the kernel hands out to an outgoing connection a moment later
-# would make a broker or gateway fail to bind.
-_LISTEN_PORTS = range(20000, 32768)
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (all sockets held open until every port is picked)."""
-    socks: list[socket.socket] = []
-    rng = random.Random()
-    try:
-        while len(socks) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                s.bind(("127.0.0.1", rng.choice(_LISTEN_PORTS)))
-            except OSError:
-                s.close()
-                continue
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @pytest.fixture(scope="session")
