@@ -33,6 +33,7 @@ from stores.online_tiles import collect, delta_entries, range_bounds
 FORMAT_VERSION = 1
 DEFAULT_MAP_SIZE = 1 << 30
 _PLAIN = frozenset({str, float, bool, type(None)})  # values stored as they are (ints need a range check)
+_NAME_TYPES = frozenset({str})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,50 +88,65 @@ def _tile_entries(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, bytes]]:
 
 
 def _prepared(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, StoredRow]]:
-    """Every row of the writes as (key, stored row), all validated before anything is written."""
-    entries: list[tuple[bytes, StoredRow]] = []
-    entities: dict[bytes, EntityKey] = {}  # canonical entity keys: one decode per key, not per row
+    """The row that wins per key among the writes' rows as (key, stored row), every row checked before
+    anything is written: the same outcome as applying each row in turn.
+
+    A batch often holds many rows of one entity (a backfill, a busy key), so the key is encoded once per
+    distinct entity and only the winning rows are normalized; the checks still see every row.
+    """
+    latest: dict[bytes, tuple[FeatureRow, str]] = {}
+    # Entity keys equal as tuples may differ in type ((1,) == (True,) == (1.0,)): the types are part of
+    # the cache key, as they are of the encoded key.
+    keys: dict[tuple[str, str, EntityKey, tuple[type, ...]], bytes] = {}
     for write in writes:
         if not isinstance(write.written_by, str):
             raise StoreError(f"written_by is {type(write.written_by).__name__}, not a string")
         if not isinstance(write.write, WriteOnlineRows):
             continue
+        workspace, feature_view = write.workspace, write.write.feature_view
         for row in write.write.rows:
-            key = encode_key(write.workspace, write.write.feature_view, row.entity_key)
-            if len(key) > MAX_KEY_BYTES:
-                raise StoreError(f"key of {row.entity_key!r} is {len(key)} bytes, over {MAX_KEY_BYTES}")
-            entity = entities.get(key)
-            if entity is None:
-                entity = entities[key] = decode_key(key)[2]
-            entries.append((key, StoredRow(_normalized(entity, row), write.written_by)))
-    return entries
+            _check(row)
+            entity = row.entity_key
+            cache_key = (workspace, feature_view, entity, tuple(map(type, entity)) if isinstance(entity, tuple) else ())
+            key = keys.get(cache_key)
+            if key is None:
+                key = keys[cache_key] = encode_key(workspace, feature_view, entity)
+                if len(key) > MAX_KEY_BYTES:
+                    raise StoreError(f"key of {entity!r} is {len(key)} bytes, over {MAX_KEY_BYTES}")
+            old = latest.get(key)
+            if old is None or row.event_time >= old[0].event_time:  # equal event times: the later row wins
+                latest[key] = (row, write.written_by)
+    return [(key, StoredRow(_normalized(_canonical(key, row.entity_key), row), written_by))
+            for key, (row, written_by) in latest.items()]
 
 
-def _latest(entries: Sequence[tuple[bytes, StoredRow]]) -> dict[bytes, StoredRow]:
-    """The row that wins per key among `entries` (in order): the same outcome as applying each in turn."""
-    latest: dict[bytes, StoredRow] = {}
-    for key, stored in entries:
-        old = latest.get(key)
-        if old is None or _wins(stored, old):
-            latest[key] = stored
-    return latest
+def _canonical(key: bytes, entity: EntityKey) -> EntityKey:
+    """The entity key as the store returns it (decoded from its stored form): strings stay as they are."""
+    return entity if _NAME_TYPES.issuperset(map(type, entity)) else decode_key(key)[2]
 
 
-def _normalized(entity: EntityKey, row: FeatureRow) -> FeatureRow:
-    """The row as every backend returns it: canonical key values, UTC event time, a plain dict."""
+def _check(row: FeatureRow) -> None:
+    """StoreError unless the store can hold the row: an aware event time, string names, plain values."""
     if row.event_time.tzinfo is None or row.event_time.utcoffset() is None:
         raise StoreError(f"event time {row.event_time} has no time zone")
-    values = dict(row.values)
+    values = row.values
+    if _PLAIN.issuperset(map(type, values.values())) and _NAME_TYPES.issuperset(map(type, values)):
+        return  # the common case, decided without a Python-level step per value
     for name, value in values.items():
         if not isinstance(name, str):
             raise StoreError(f"feature names are strings, not {type(name).__name__}")
-        if type(value) in _PLAIN:  # the common case, without isinstance against a union per value
+        if type(value) in _PLAIN:
             continue
         if not (value is None or isinstance(value, str | float | int)) or (
             isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX
         ):
             raise StoreError(f"feature {name!r} has a value {value!r} the store cannot hold")
-    return FeatureRow(entity, row.event_time.astimezone(UTC), values)
+
+
+def _normalized(entity: EntityKey, row: FeatureRow) -> FeatureRow:
+    """The (checked) row as every backend returns it: canonical key values, UTC event time, a plain dict."""
+    event_time = row.event_time if row.event_time.tzinfo is UTC else row.event_time.astimezone(UTC)
+    return FeatureRow(entity, event_time, dict(row.values))
 
 
 def _wins(new: StoredRow, old: StoredRow) -> bool:
@@ -171,7 +187,7 @@ class InMemoryOnlineStore(ClosableStore):
         self._check_open()
         to_apply, next_offsets = split_applied(writes, self._applied, _coordinates_of)
         rows, tiles = _prepared(to_apply), _tile_entries(to_apply)
-        for key, stored in _latest(rows).items():
+        for key, stored in rows:
             old = self._rows.get(key)
             if old is None or _wins(stored, old):
                 self._rows[key] = stored
@@ -214,7 +230,7 @@ class LmdbOnlineStore(ClosableStore):
             if not to_apply:
                 return 0
             rows, tiles = _prepared(to_apply), _tile_entries(to_apply)  # all checked before any write
-            for key, stored in _latest(rows).items():  # one read and one write per key, not per row
+            for key, stored in rows:  # one read and one write per key, not per row
                 old = txn.get(key, db=self._rows_db)
                 if old is None or _wins(stored, _unpack_stored(key, old)):
                     txn.put(key, _pack_stored(stored), db=self._rows_db)
