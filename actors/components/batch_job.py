@@ -53,6 +53,8 @@ class JobOutput:
     lineage: SourceRange  # the source path and the first and last row (in file order) the job read
     # aggregated views: the input rows kept offline, from which training data computes the aggregates
     aggregate_inputs: tuple[FeatureRow, ...] = ()
+    # attribute views: the latest of `rows` per entity, all the online store keeps of them
+    online_rows: tuple[FeatureRow, ...] = ()
 
 
 def scan_source(source: BatchSourceSpec) -> pl.LazyFrame:
@@ -103,17 +105,31 @@ def run_job(job: MaterializationJob) -> JobOutput:
     result = result.with_columns(_as_utc(pl.col(ts), result.schema[ts]))
     for key in job.join_keys:  # a row without its entity cannot be served or joined
         result = result.filter(pl.col(key).is_not_null())
+    # In time order (stable: rows of equal times keep their order), so each write message covers a short
+    # span of days and the offline store writes a few files per message, not one per day of the range.
+    result = result.sort(ts, maintain_order=True)
     rows: list[FeatureRow] = []
+    latest: list[FeatureRow] = []
     inputs: list[FeatureRow] = []
     tiles = None
     if view.aggregates:
         tiles, inputs = _aggregate_rows(result, job, ts)
     else:
         rows = _attribute_rows(result, job.join_keys, ts, [(f.name, f.column) for f in view.features])
+        latest = [rows[i] for i in _latest_per_entity(result, job.join_keys)]
     payload = io.BytesIO()
     frame.write_ipc(payload)
     return JobOutput(tuple(rows), tiles.deltas() if tiles else (), frame.height, len(payload.getvalue()),
-                     hashlib.sha256(payload.getvalue()).hexdigest(), lineage, tuple(inputs))
+                     hashlib.sha256(payload.getvalue()).hexdigest(), lineage, tuple(inputs), tuple(latest))
+
+
+def _latest_per_entity(result: pl.DataFrame, join_keys: Sequence[str]) -> list[int]:
+    """Positions of each entity's last row in `result` (in time order): the row the online store would
+    keep of them all (latest event time; of equal times the later one), so only it is sent online."""
+    if not join_keys:
+        return list(range(result.height))[-1:]
+    positions = result.select(join_keys).with_row_index(_ROW).unique(subset=list(join_keys), keep="last")
+    return sorted(positions[_ROW].to_list())
 
 
 def _attribute_rows(result: pl.DataFrame, join_keys: Sequence[str], ts: str,
@@ -171,11 +187,11 @@ def _writes(job: MaterializationJob, output: JobOutput) -> list[tuple[Any, Any]]
     """(topic, body) of every write: rows online and offline as the view asks, tiles online."""
     view, found = job.feature_view, output.lineage
     writes: list[tuple[Any, Any]] = []
-    for chunk in _chunks(output.rows):
-        if view.online:
-            writes.append((ONLINE_WRITES, WriteOnlineRows(view.name, chunk, found)))
-        if view.offline:
-            writes.append((OFFLINE_WRITES, WriteOfflineRows(view.name, job.join_keys, chunk, found)))
+    if view.online:
+        writes += [(ONLINE_WRITES, WriteOnlineRows(view.name, chunk, found)) for chunk in _chunks(output.online_rows)]
+    if view.offline:
+        writes += [(OFFLINE_WRITES, WriteOfflineRows(view.name, job.join_keys, chunk, found))
+                   for chunk in _chunks(output.rows)]
     if view.online:
         writes += [(ONLINE_WRITES, WriteTiles(view.name, chunk, found)) for chunk in _chunks(output.tiles)]
     if view.offline:

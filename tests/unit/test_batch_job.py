@@ -65,6 +65,18 @@ def test_parquet_rows_of_the_range_through_the_sql_transformation(tmp_path: Path
     assert (lineage.topic, lineage.first_offset, lineage.last_offset) == (str(tmp_path / "tx.parquet"), 0, 2)
 
 
+def test_rows_go_offline_in_time_order_and_online_only_each_entitys_latest(tmp_path: Path) -> None:
+    data = {"user_id": ["u1", "u2", "u1", "u2", "u1"], "amount": [1.0, 2.0, 3.0, 4.0, 5.0],
+            "ts": [T0 + timedelta(hours=h) for h in (5, 2, 1, 2, 3)]}  # u2's two rows share a time
+    pl.DataFrame(data).write_parquet(tmp_path / "tx.parquet")
+    source = BatchSourceSpec("tx", str(tmp_path / "tx.parquet"), FileFormat.PARQUET, "ts", SCHEMA)
+    out = run_job(job(source, ROWS_VIEW))
+    assert [(r.entity_key[0], r.values["tenfold"]) for r in out.rows] == [
+        ("u1", 30.0), ("u2", 20.0), ("u2", 40.0), ("u1", 50.0), ("u1", 10.0)]
+    # what applying every row would leave: the latest time wins, of equal times the later row
+    assert sorted((r.entity_key[0], r.values["tenfold"]) for r in out.online_rows) == [("u1", 10.0), ("u2", 40.0)]
+
+
 def test_csv_sources_read_the_same(tmp_path: Path) -> None:
     parquet = run_job(job(parquet_source(tmp_path), ROWS_VIEW, days=2))
     csv = run_job(job(csv_source(tmp_path), ROWS_VIEW, days=2))
