@@ -13,6 +13,7 @@ from events.data import (
     OnlineRowsRead,
     RecordDeadLettered,
     SourceRange,
+    WriteOfflineColumns,
     WriteOfflineRows,
     WriteOnlineRows,
     WriteTiles,
@@ -47,7 +48,8 @@ def rows_in(body: Any) -> int:
 
 
 # Bodies that carry feature values or raw records: never into the control plane (DESIGN's invariant).
-FEATURE_DATA = (WriteOnlineRows, WriteOfflineRows, WriteTiles, OnlineRowsRead, IngestRecords, RecordDeadLettered)
+FEATURE_DATA = (WriteOnlineRows, WriteOfflineRows, WriteOfflineColumns, WriteTiles, OnlineRowsRead, IngestRecords,
+                RecordDeadLettered)
 
 
 def outbound_flow(sender: Component, topic: Topic, body: Any = None) -> Flow | None:

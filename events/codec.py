@@ -231,6 +231,7 @@ def _registrations() -> list[Registration]:
         ("MaterializationJob", jobs.MaterializationJob), ("JobStatusReported", jobs.JobStatusReported),
         ("JobRecord", jobs.JobRecord), ("JobUpdated", jobs.JobUpdated),
         ("TriggerMaterialization", control.TriggerMaterialization), ("TickSchedules", control.TickSchedules),
+        ("WriteOfflineColumns", data.WriteOfflineColumns),
     ]
     return [Registration(tag, cls) for tag, cls in types]
 

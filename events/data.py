@@ -48,6 +48,23 @@ class WriteOnlineRows:
     source: SourceRange
 
 
+# The event-time column of a WriteOfflineColumns table (the offline store's own name for it).
+OFFLINE_EVENT_TIME = "event_time"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOfflineColumns:
+    """Batch job → offline store (F7): rows as one Arrow IPC stream, so that neither end builds a Python
+    object per row. Its columns: the join keys, `OFFLINE_EVENT_TIME` (timestamps with a time zone), then
+    the features by name; `row_count` is the table's number of rows."""
+
+    feature_view: str
+    join_keys: tuple[str, ...]
+    arrow_ipc: bytes
+    row_count: int
+    source: SourceRange
+
+
 @dataclass(frozen=True, slots=True)
 class WriteOfflineRows:
     """Rift → offline store (F7). `join_keys` name the entity-key columns of the Parquet rows."""

@@ -63,7 +63,8 @@ CONTROL_EVENTS = Topic(
 )
 ONLINE_WRITES = Topic("online.writes", Component.ONLINE_STORE, (data.WriteOnlineRows, data.WriteTiles), 1,
                       _by_feature_view)
-OFFLINE_WRITES = Topic("offline.writes", Component.OFFLINE_STORE, (data.WriteOfflineRows,), 1, _by_feature_view)
+OFFLINE_WRITES = Topic("offline.writes", Component.OFFLINE_STORE, (data.WriteOfflineRows, data.WriteOfflineColumns), 1,
+                       _by_feature_view)
 ONLINE_READS = Topic("online.reads", Component.ONLINE_STORE, (data.ReadOnlineRows,), 1, _by_reply_to)
 ONLINE_REPLIES = Topic("online.replies", Component.FEATURE_SERVER, (data.OnlineRowsRead,), 1, _by_reply_to)
 INGEST = Topic("ingest", Component.RIFT, (data.IngestRecords,), 1, _by_workspace)

@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from itertools import chain, pairwise
+from itertools import chain, groupby, pairwise
 from typing import Literal, get_args
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from events.data import Coordinates, FeatureRow, WriteOfflineRows
+from events.data import OFFLINE_EVENT_TIME, Coordinates, FeatureRow, WriteOfflineColumns, WriteOfflineRows
 from events.errors import StoreError
 
-EVENT_TIME = "event_time"
+EVENT_TIME = OFFLINE_EVENT_TIME
 WRITTEN_BY = "_written_by"
 
 ColumnType = Literal["null", "bool", "int64", "float64", "string", "timestamp"]
@@ -47,7 +47,7 @@ class OfflineWrite:
 
     coordinates: Coordinates
     workspace: str
-    write: WriteOfflineRows
+    write: WriteOfflineRows | WriteOfflineColumns
     written_by: str
 
 
@@ -75,10 +75,77 @@ def _prepared(
     extended = dict(schemas)
     tables: dict[ViewId, pa.Table] = {}
     for view, view_writes in by_view.items():
-        schema, columns = _view_columns(extended.get(view), view_writes)
+        schema = extended.get(view)
+        parts: list[dict[str, list[object]] | pa.Table] = []
+        # Consecutive writes of one kind at a time, so the rows keep their write order.
+        for columnar, run in groupby(view_writes, key=lambda w: isinstance(w.write, WriteOfflineColumns)):
+            if columnar:
+                schema, arrow_tables = _arrow_columns(schema, list(run))
+                parts.extend(arrow_tables)
+            else:
+                schema, columns = _view_columns(schema, list(run))
+                parts.append(columns)
+        assert schema is not None  # a view here has at least one write
         extended[view] = schema
-        tables[view] = _table(schema, columns, view[1])
+        tables[view] = pa.concat_tables([_table(schema, part, view[1]) for part in parts])
     return extended, tables
+
+
+def _arrow_columns(schema: ViewSchema | None, writes: Sequence[OfflineWrite]) -> tuple[ViewSchema, list[pa.Table]]:
+    """The view's extended schema and the tables of columnar writes, each with its `written_by` column."""
+    first = writes[0].write
+    join_keys = _checked_join_keys(schema, first)
+    types: dict[str, ColumnType] = dict(schema.columns) if schema else dict.fromkeys(join_keys, "null")
+    tables = []
+    for write in writes:
+        body = write.write
+        if not isinstance(body, WriteOfflineColumns):  # grouped by kind above
+            raise StoreError(f"{type(body).__name__} is not a columnar write")
+        if tuple(body.join_keys) != join_keys:
+            raise StoreError(f"{body.feature_view} has join keys {join_keys}, not {tuple(body.join_keys)}")
+        table = _read_ipc(body)
+        names = table.column_names
+        missing = [name for name in (*join_keys, EVENT_TIME) if name not in names]
+        if missing or len(set(names)) != len(names) or WRITTEN_BY in names:
+            raise StoreError(f"the columns {names} of {body.feature_view} are not its join keys {list(join_keys)}, "
+                             f"{EVENT_TIME!r} and uniquely named features")
+        event_time = table.column(EVENT_TIME).type
+        if not pa.types.is_timestamp(event_time) or event_time.tz is None:
+            raise StoreError(f"{EVENT_TIME} of {body.feature_view} is {event_time}, not a timestamp with a time zone")
+        if table.column(EVENT_TIME).null_count:
+            raise StoreError(f"{body.feature_view} has rows without an {EVENT_TIME}")
+        for name in names:
+            if name != EVENT_TIME:
+                types[name] = _merged(types.get(name, "null"), _arrow_type(name, table.column(name).type), name)
+        tables.append(table.append_column(WRITTEN_BY, pa.array([write.written_by] * table.num_rows, pa.string())))
+    return ViewSchema(join_keys, types), tables
+
+
+def _read_ipc(body: WriteOfflineColumns) -> pa.Table:
+    try:
+        table = pa.ipc.open_stream(body.arrow_ipc).read_all()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise StoreError(f"the columns of {body.feature_view} are not an Arrow IPC stream: {exc}") from exc
+    if table.num_rows != body.row_count:
+        raise StoreError(f"{body.feature_view}'s write says {body.row_count} rows but holds {table.num_rows}")
+    return table
+
+
+def _arrow_type(column: str, arrow: pa.DataType) -> ColumnType:
+    """The column type of an Arrow column: the same types the row path knows (text in dictionaries too)."""
+    if pa.types.is_dictionary(arrow):
+        arrow = arrow.value_type
+    if pa.types.is_null(arrow):
+        return "null"
+    if pa.types.is_boolean(arrow):
+        return "bool"
+    if pa.types.is_integer(arrow):
+        return "int64"  # an unsigned value over 2^63 fails the cast to int64 below, as a StoreError
+    if pa.types.is_floating(arrow):
+        return "float64"
+    if pa.types.is_string(arrow) or pa.types.is_large_string(arrow) or pa.types.is_string_view(arrow):
+        return "string"
+    raise StoreError(f"the offline store cannot hold column {column!r} of type {arrow}")
 
 
 def _view_columns(
@@ -90,11 +157,13 @@ def _view_columns(
     rows: list[FeatureRow] = []
     written_by: list[object] = []
     for write in writes:
-        if tuple(write.write.join_keys) != join_keys:
-            raise StoreError(f"{write.write.feature_view} has join keys {join_keys}, not "
-                             f"{tuple(write.write.join_keys)}")
-        rows.extend(write.write.rows)
-        written_by.extend([write.written_by] * len(write.write.rows))
+        body = write.write
+        if not isinstance(body, WriteOfflineRows):  # grouped by kind by the caller
+            raise StoreError(f"{type(body).__name__} is not a write of rows")
+        if tuple(body.join_keys) != join_keys:
+            raise StoreError(f"{body.feature_view} has join keys {join_keys}, not {tuple(body.join_keys)}")
+        rows.extend(body.rows)
+        written_by.extend([write.written_by] * len(body.rows))
     _check_rows(rows, join_keys)
     feature_names = list(dict.fromkeys(chain.from_iterable(row.values for row in rows)))
     for name in feature_names:
@@ -112,7 +181,7 @@ def _view_columns(
     return ViewSchema(join_keys, types), columns
 
 
-def _checked_join_keys(schema: ViewSchema | None, write: WriteOfflineRows) -> tuple[str, ...]:
+def _checked_join_keys(schema: ViewSchema | None, write: WriteOfflineRows | WriteOfflineColumns) -> tuple[str, ...]:
     join_keys = tuple(write.join_keys)
     if schema is None:
         names_ok = all(isinstance(k, str) and k not in (EVENT_TIME, WRITTEN_BY) for k in join_keys)
@@ -170,14 +239,23 @@ def _merged(old: ColumnType, new: ColumnType, column: str) -> ColumnType:
     raise StoreError(f"column {column!r} holds {old} values; {new} does not fit")
 
 
-def _table(schema: ViewSchema, columns: Mapping[str, list[object]], feature_view: str) -> pa.Table:
-    """The rows as Arrow columns of the view's types (ints widen to floats, event times become UTC)."""
-    height = len(columns[EVENT_TIME])
+def _table(schema: ViewSchema, part: Mapping[str, list[object]] | pa.Table, feature_view: str) -> pa.Table:
+    """Rows (Python columns or an Arrow table) as Arrow columns of the view's types: ints widen to floats,
+    event times become UTC, columns the rows lack are null."""
+    height = part.num_rows if isinstance(part, pa.Table) else len(part[EVENT_TIME])
+    present = set(part.column_names if isinstance(part, pa.Table) else part)
     try:
-        return pa.table({name: pa.array(columns.get(name, [None] * height), type=_ARROW_TYPES[t])
+        return pa.table({name: _column(part, name, t, height) if name in present else pa.nulls(height, _ARROW_TYPES[t])
                          for name, t in schema.frame_types().items()})
     except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
         raise StoreError(f"rows of {feature_view} do not fit its columns: {exc}") from exc
+
+
+def _column(part: Mapping[str, list[object]] | pa.Table, name: str, column_type: ColumnType,
+            height: int) -> pa.Array | pa.ChunkedArray:
+    if isinstance(part, pa.Table):
+        return part.column(name).cast(_ARROW_TYPES[column_type])
+    return pa.array(part[name], type=_ARROW_TYPES[column_type])
 
 
 def _by_day(table: pa.Table) -> list[tuple[date, pa.Table]]:

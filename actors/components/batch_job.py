@@ -28,7 +28,17 @@ from actors.components.tiling import TileBuilder, aggregate_input
 from actors.outbox import Outbound
 from actors.runtime import Decision
 from events.codec import Codec
-from events.data import FeatureRow, Scalar, SourceRange, TileDelta, WriteOfflineRows, WriteOnlineRows, WriteTiles
+from events.data import (
+    OFFLINE_EVENT_TIME,
+    FeatureRow,
+    Scalar,
+    SourceRange,
+    TileDelta,
+    WriteOfflineColumns,
+    WriteOfflineRows,
+    WriteOnlineRows,
+    WriteTiles,
+)
 from events.envelope import Message
 from events.errors import FeatureplaneError
 from events.flows import Flow
@@ -38,14 +48,16 @@ from events.specs import BatchSourceSpec, DType, FileFormat
 from events.topics import JOB_STATUS, OFFLINE_WRITES, ONLINE_WRITES
 from sdk.transforms import apply, polars_type
 
-ROWS_PER_WRITE = 5_000  # one Kafka message stays well under the broker's 1 MiB default
+ROWS_PER_WRITE = 5_000  # one Kafka message (rows or Arrow columns) stays well under the broker's 1 MiB default
 MAX_ERROR_CHARS = 500
 _ROW = "__featureplane_row"
 
 
 @dataclass(frozen=True, slots=True)
 class JobOutput:
-    rows: tuple[FeatureRow, ...]
+    rows_written: int  # rows of an attribute view, all of them offline
+    online_rows: tuple[FeatureRow, ...]  # of those, each entity's latest: all the online store keeps
+    offline_tables: tuple[tuple[bytes, int], ...]  # all of them as Arrow IPC streams (and their row counts)
     tiles: tuple[TileDelta, ...]
     source_rows: int
     source_bytes: int
@@ -53,8 +65,6 @@ class JobOutput:
     lineage: SourceRange  # the source path and the first and last row (in file order) the job read
     # aggregated views: the input rows kept offline, from which training data computes the aggregates
     aggregate_inputs: tuple[FeatureRow, ...] = ()
-    # attribute views: the latest of `rows` per entity, all the online store keeps of them
-    online_rows: tuple[FeatureRow, ...] = ()
 
 
 def scan_source(source: BatchSourceSpec) -> pl.LazyFrame:
@@ -108,19 +118,45 @@ def run_job(job: MaterializationJob) -> JobOutput:
     # In time order (stable: rows of equal times keep their order), so each write message covers a short
     # span of days and the offline store writes a few files per message, not one per day of the range.
     result = result.sort(ts, maintain_order=True)
-    rows: list[FeatureRow] = []
-    latest: list[FeatureRow] = []
+    online_rows: list[FeatureRow] = []
+    offline_tables: list[tuple[bytes, int]] = []
     inputs: list[FeatureRow] = []
     tiles = None
     if view.aggregates:
         tiles, inputs = _aggregate_rows(result, job, ts)
     else:
-        rows = _attribute_rows(result, job.join_keys, ts, [(f.name, f.column) for f in view.features])
-        latest = [rows[i] for i in _latest_per_entity(result, job.join_keys)]
+        features = [(f.name, f.column) for f in view.features]
+        latest = result[_latest_per_entity(result, job.join_keys)]
+        online_rows = _attribute_rows(latest, job.join_keys, ts, features)
+        offline_tables = _offline_tables(result, job.join_keys, ts, features)
     payload = io.BytesIO()
     frame.write_ipc(payload)
-    return JobOutput(tuple(rows), tiles.deltas() if tiles else (), frame.height, len(payload.getvalue()),
-                     hashlib.sha256(payload.getvalue()).hexdigest(), lineage, tuple(inputs), tuple(latest))
+    return JobOutput(0 if view.aggregates else result.height, tuple(online_rows), tuple(offline_tables),
+                     tiles.deltas() if tiles else (), frame.height, len(payload.getvalue()),
+                     hashlib.sha256(payload.getvalue()).hexdigest(), lineage, tuple(inputs))
+
+
+def _offline_tables(result: pl.DataFrame, join_keys: Sequence[str], ts: str,
+                    features: Sequence[tuple[str, str]]) -> list[tuple[bytes, int]]:
+    """The rows as the offline store's columns (join keys, event time, features by name), in Arrow IPC
+    streams of at most ROWS_PER_WRITE rows: no Python object per row on either end."""
+    def column(name: str, source: str) -> pl.Expr | pl.Series:
+        if source not in result.columns:
+            return pl.lit(None).alias(name)
+        if isinstance(result.schema[source], pl.Datetime):  # as ISO text, like stream records and online rows
+            return pl.Series(name, _values(result, source), dtype=pl.String())
+        if isinstance(result.schema[source], pl.Categorical | pl.Enum):
+            return pl.col(source).cast(pl.String()).alias(name)
+        return pl.col(source).alias(name)
+
+    table = result.select(*(column(key, key) for key in join_keys), pl.col(ts).alias(OFFLINE_EVENT_TIME),
+                          *(column(name, source) for name, source in features))
+    chunks = []
+    for start in range(0, table.height, ROWS_PER_WRITE):
+        chunk, out = table.slice(start, ROWS_PER_WRITE), io.BytesIO()
+        chunk.write_ipc_stream(out, compat_level=pl.CompatLevel.oldest())  # plain Arrow types for any reader
+        chunks.append((out.getvalue(), chunk.height))
+    return chunks
 
 
 def _latest_per_entity(result: pl.DataFrame, join_keys: Sequence[str]) -> list[int]:
@@ -190,8 +226,8 @@ def _writes(job: MaterializationJob, output: JobOutput) -> list[tuple[Any, Any]]
     if view.online:
         writes += [(ONLINE_WRITES, WriteOnlineRows(view.name, chunk, found)) for chunk in _chunks(output.online_rows)]
     if view.offline:
-        writes += [(OFFLINE_WRITES, WriteOfflineRows(view.name, job.join_keys, chunk, found))
-                   for chunk in _chunks(output.rows)]
+        writes += [(OFFLINE_WRITES, WriteOfflineColumns(view.name, job.join_keys, table, rows, found))
+                   for table, rows in output.offline_tables]
     if view.online:
         writes += [(ONLINE_WRITES, WriteTiles(view.name, chunk, found)) for chunk in _chunks(output.tiles)]
     if view.offline:
@@ -216,7 +252,7 @@ async def job_decision(worker: Component, codec: Codec, message: Message[Materia
         return Decision([send(JOB_STATUS, failed)])
     outputs = [send(topic, body) for topic, body in _writes(job, output)]
     done = JobStatusReported(job.job_id, job.feature_view.name, job.attempt, JobState.SUCCEEDED, output.source_rows,
-                             len(output.rows), len(output.tiles))
+                             output.rows_written, len(output.tiles))
     outputs.append(send(JOB_STATUS, done))
     audits = []
     if PLANE_OF[worker] is not PLANE_OF[Component.CUSTOMER_APP]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from actors.runtime import Decision, Inbound
-from events.data import WriteOfflineRows
+from events.data import WriteOfflineColumns, WriteOfflineRows
 from events.planes import Component
 from events.topics import OFFLINE_WRITES, TopicNames
 from stores.offline import OfflineStore, OfflineWrite
@@ -25,7 +25,8 @@ class OfflineStoreWriter:
         writes = [
             OfflineWrite(i.record.coordinates, i.message.envelope.workspace, i.message.body,
                          i.message.envelope.event_id)
-            for i in batch if i.message is not None and isinstance(i.message.body, WriteOfflineRows)
+            for i in batch
+            if i.message is not None and isinstance(i.message.body, WriteOfflineRows | WriteOfflineColumns)
         ]
         if writes:
             self._store.append(writes)

@@ -88,6 +88,8 @@ bodies = st.one_of(
     st.builds(data.WriteOnlineRows, names, st.lists(rows, max_size=3).map(tuple), ranges),
     st.builds(data.WriteOfflineRows, names, st.lists(names, max_size=2).map(tuple),
               st.lists(rows, max_size=3).map(tuple), ranges),
+    st.builds(data.WriteOfflineColumns, names, st.lists(names, max_size=2).map(tuple), st.binary(max_size=64),
+              st.integers(0, 10_000), ranges),
     st.builds(data.ReadOnlineRows, names, st.lists(lookups, max_size=3).map(tuple), names),
     st.builds(data.OnlineRowsRead, names, names, st.lists(st.none() | stored, max_size=3).map(tuple)),
     st.builds(data.RecordDeadLettered, text, ranges, st.binary(max_size=64)),

@@ -3,14 +3,16 @@ lineage, and a failing job that writes nothing."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from actors.components.batch_job import job_decision, run_job
+from actors.components.batch_job import JobOutput, job_decision, run_job
 from events.codec import CODEC
-from events.data import WriteOfflineRows, WriteOnlineRows, WriteTiles
+from events.data import OFFLINE_EVENT_TIME, WriteOfflineColumns, WriteOnlineRows, WriteTiles
 from events.flows import Flow
 from events.jobs import Compute, JobState, JobStatusReported, JobTrigger, MaterializationJob
 from events.planes import Component
@@ -55,10 +57,22 @@ ROWS_VIEW = FeatureViewSpec("spend", ("user",), "tx", (FeatureSpec("tenfold", "t
                             kind=FeatureViewKind.BATCH, transformation=SQL, batch_schedule_s=86_400)
 
 
+def offline_rows(out: JobOutput) -> list[tuple[tuple[Any, ...], datetime, dict[str, Any]]]:
+    """The rows of the job's offline Arrow tables, as (entity key, event time, features)."""
+    rows = []
+    for payload, count in out.offline_tables:
+        table = pl.read_ipc_stream(io.BytesIO(payload))
+        assert table.height == count
+        for record in table.iter_rows(named=True):
+            rows.append(((record.pop("user_id"),), record.pop(OFFLINE_EVENT_TIME), record))
+    return rows
+
+
 def test_parquet_rows_of_the_range_through_the_sql_transformation(tmp_path: Path) -> None:
     out = run_job(job(parquet_source(tmp_path), ROWS_VIEW))
     assert out.source_rows == 3  # the row at +30 h is in the next day's job
-    assert [(r.entity_key, r.event_time, dict(r.values)) for r in out.rows] == [
+    assert out.rows_written == 3
+    assert offline_rows(out) == [
         (("u1",), T0 + timedelta(hours=1), {"tenfold": 10.0}), (("u2",), T0 + timedelta(hours=2), {"tenfold": 20.0}),
         (("u1",), T0 + timedelta(hours=3), {"tenfold": 30.0})]
     lineage = out.lineage
@@ -71,7 +85,7 @@ def test_rows_go_offline_in_time_order_and_online_only_each_entitys_latest(tmp_p
     pl.DataFrame(data).write_parquet(tmp_path / "tx.parquet")
     source = BatchSourceSpec("tx", str(tmp_path / "tx.parquet"), FileFormat.PARQUET, "ts", SCHEMA)
     out = run_job(job(source, ROWS_VIEW))
-    assert [(r.entity_key[0], r.values["tenfold"]) for r in out.rows] == [
+    assert [(key[0], values["tenfold"]) for key, _, values in offline_rows(out)] == [
         ("u1", 30.0), ("u2", 20.0), ("u2", 40.0), ("u1", 50.0), ("u1", 10.0)]
     # what applying every row would leave: the latest time wins, of equal times the later row
     assert sorted((r.entity_key[0], r.values["tenfold"]) for r in out.online_rows) == [("u1", 10.0), ("u2", 40.0)]
@@ -80,8 +94,9 @@ def test_rows_go_offline_in_time_order_and_online_only_each_entitys_latest(tmp_p
 def test_csv_sources_read_the_same(tmp_path: Path) -> None:
     parquet = run_job(job(parquet_source(tmp_path), ROWS_VIEW, days=2))
     csv = run_job(job(csv_source(tmp_path), ROWS_VIEW, days=2))
-    assert csv.rows == parquet.rows
-    assert len(csv.rows) == 4
+    assert offline_rows(csv) == offline_rows(parquet)
+    assert csv.online_rows == parquet.online_rows
+    assert len(offline_rows(csv)) == 4
 
 
 def test_aggregates_become_tile_deltas(tmp_path: Path) -> None:
@@ -89,7 +104,7 @@ def test_aggregates_become_tile_deltas(tmp_path: Path) -> None:
                            aggregates=(AggregateSpec("total", "amount", "sum", LifetimeWindowSpec()),),
                            aggregation_interval_s=86_400)
     out = run_job(job(parquet_source(tmp_path), view, days=2))
-    assert out.rows == ()
+    assert (out.rows_written, out.online_rows, out.offline_tables) == (0, (), ())
     tiles = {(d.entity_key, d.tile.tile) for d in out.tiles}
     assert tiles == {(("u1",), T0.timestamp()), (("u2",), T0.timestamp()), (("u1",), T0.timestamp() + 86_400)}
     # offline, the inputs the aggregates read, from which training data computes them at each event's time
@@ -113,7 +128,7 @@ async def test_rift_audits_the_batch_rows_and_sends_writes_and_status(tmp_path: 
                             workspace="ws")
     decision = await job_decision(Component.RIFT, CODEC, message)
     bodies = [o.message.body for o in decision.outputs]
-    assert [type(b) for b in bodies] == [WriteOnlineRows, WriteOfflineRows, JobStatusReported]
+    assert [type(b) for b in bodies] == [WriteOnlineRows, WriteOfflineColumns, JobStatusReported]
     status = bodies[-1]
     assert (status.state, status.source_rows, status.rows_written) == (JobState.SUCCEEDED, 3, 3)
     assert [(a.flow, a.row_count) for a in decision.consumed_audits] == [(Flow.F6, 3)]
