@@ -39,6 +39,10 @@ _REFUSED = (AuthenticationFailedError, SaslAuthenticationFailed, TopicAuthorizat
 
 # How long a new topic may take to show up in a consumer's metadata.
 _METADATA_MAX_AGE_MS = 3_000
+# How much one fetch may bring per partition (aiokafka's default is 1 MiB, one or two write messages): a
+# store commits once per poll, and each commit costs fsyncs, so a backlog is taken in few large batches.
+# It also bounds what a consumer buffers per partition while its component is busy.
+_FETCH_BYTES_PER_PARTITION = 16 * 1024 * 1024
 # How long closing a broken producer client may take before it is left to the garbage collector.
 _CLOSE_BROKEN_S = 5.0
 
@@ -218,7 +222,8 @@ class KafkaBus:
         return {
             "bootstrap_servers": self._bootstrap, "client_id": self._client_id,
             "isolation_level": "read_committed", "enable_auto_commit": False,
-            "metadata_max_age_ms": _METADATA_MAX_AGE_MS, "fetch_max_wait_ms": 50, **self._security,
+            "metadata_max_age_ms": _METADATA_MAX_AGE_MS, "fetch_max_wait_ms": 50,
+            "max_partition_fetch_bytes": _FETCH_BYTES_PER_PARTITION, **self._security,
         }
 
 
