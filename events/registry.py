@@ -43,9 +43,17 @@ class Workspace:
     live: bool = True
     batch_sources: dict[str, BatchSourceSpec] = field(default_factory=dict)
     push_sources: dict[str, PushSourceSpec] = field(default_factory=dict)
+    _join_keys: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict, init=False, repr=False,
+                                                                compare=False)
 
     def join_keys(self, view: FeatureViewSpec) -> tuple[str, ...]:
-        return tuple(key for entity in view.entities for key in self.entities[entity].join_keys)
+        # Asked once per record on the materialization path: remembered per entity list. A workspace
+        # never changes (an apply makes a new one, with an empty memo), so the memo cannot go stale.
+        keys = self._join_keys.get(view.entities)
+        if keys is None:
+            keys = self._join_keys[view.entities] = tuple(
+                key for entity in view.entities for key in self.entities[entity].join_keys)
+        return keys
 
     def views_of_source(self, source: str) -> list[FeatureViewSpec]:
         return [v for v in self.feature_views.values() if v.source == source]

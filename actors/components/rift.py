@@ -69,6 +69,9 @@ def parse_record(source: RecordSource, payload: bytes) -> dict[str, Scalar]:
 def _typed(name: str, dtype: DType, value: Any) -> Scalar:
     if value is None:
         return None
+    kind = type(value)
+    if kind is _EXPECTED.get(dtype):  # the common case: exactly the declared type
+        return value  # type: ignore[no-any-return]
     ok = {
         DType.STRING: isinstance(value, str),
         DType.INT64: isinstance(value, int) and not isinstance(value, bool),
@@ -83,6 +86,10 @@ def _typed(name: str, dtype: DType, value: Any) -> Scalar:
     if dtype is DType.TIMESTAMP:
         return parse_timestamp(name, value).isoformat()
     return value  # type: ignore[no-any-return]
+
+
+# Values of these exact types are kept as they are (timestamps are always parsed and normalized).
+_EXPECTED: dict[DType, type] = {DType.STRING: str, DType.INT64: int, DType.FLOAT64: float, DType.BOOL: bool}
 
 
 def parse_timestamp(name: str, value: str | int | float) -> datetime:
