@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -171,6 +171,17 @@ def _unpack_stored(key: bytes, raw: bytes) -> StoredRow:
     return StoredRow(FeatureRow(decode_key(key)[2], event_time, values), written_by)
 
 
+def _stored_event_time(key: bytes, raw: bytes) -> datetime:
+    """The event time of a stored row, without rebuilding its entity key and row."""
+    try:
+        event_time = msgpack.unpackb(raw, timestamp=3)[0]
+    except (*UNPACK_ERRORS, IndexError, KeyError) as exc:
+        raise StoreError(f"unreadable online row under {key!r}: {exc}") from exc
+    if not isinstance(event_time, datetime):
+        raise StoreError(f"unreadable online row under {key!r}: no event time")
+    return event_time
+
+
 def _copy(stored: StoredRow) -> StoredRow:
     # The values dict is mutable: a caller changing a returned row must not change the store.
     row = stored.row
@@ -232,7 +243,8 @@ class LmdbOnlineStore(ClosableStore):
             rows, tiles = _prepared(to_apply), _tile_entries(to_apply)  # all checked before any write
             for key, stored in rows:  # one read and one write per key, not per row
                 old = txn.get(key, db=self._rows_db)
-                if old is None or _wins(stored, _unpack_stored(key, old)):
+                # equal event times: the write applied later wins
+                if old is None or stored.row.event_time >= _stored_event_time(key, old):
                     txn.put(key, _pack_stored(stored), db=self._rows_db)
             for key, packed in tiles:
                 txn.put(key, packed, db=self._rows_db)
