@@ -368,11 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--metadata-key-file", type=Path,
                     help="key encrypting the control plane's metadata (default: $FEATUREPLANE_METADATA_KEY, "
                          "else one made in the state folder)")
-    up.add_argument("--insecure", action="store_true",
+    security = up.add_mutually_exclusive_group()
+    security.add_argument("--insecure", action="store_true",
                     help="an open PLAINTEXT broker listener, no logins, no ACLs (default: SASL/SCRAM logins and "
                          "ACLs, each plane its own Kafka principal; the logins are in <state>/kafka-credentials.json)")
     # Secure is the default; `--secure` (from when it was opt-in) is still accepted and changes nothing.
-    up.add_argument("--secure", action="store_true", help=argparse.SUPPRESS)
+    security.add_argument("--secure", action="store_true", help=argparse.SUPPRESS)
     up.add_argument("--foreground", action="store_true", help="run in this process until SIGTERM/SIGINT")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)

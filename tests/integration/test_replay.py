@@ -17,10 +17,9 @@ import aiohttp
 import pytest
 
 from deploy import replay
-from deploy.client import Connection
 from deploy.cluster import Deployment
 from deploy.kafka import REPO_ROOT
-from tests.integration.helpers import auth, write_repo
+from tests.integration.helpers import auth, operator_connection, write_repo
 
 pytestmark = pytest.mark.integration
 
@@ -184,7 +183,7 @@ expect_flows: {F5: {min: 1}, F4: {min: 1}}
     chain = next(i for i in report["invariants"] if i["name"] == "audit hash chain intact")
     assert chain["status"] == "held"
 
-    conn = Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url)
+    conn = operator_connection(deployment)
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{conn.gateway_url}/api/v1/service-accounts", json={"name": "auditor2"},
                              headers=auth(admin_key)) as resp:
