@@ -35,9 +35,14 @@ def _connection(args: argparse.Namespace) -> client.Connection:
     gateway = args.gateway or os.environ.get("FEATUREPLANE_GATEWAY") or (
         info.gateway_url if info else "http://127.0.0.1:8080")
     # The operator's login from the state folder, unless the running deployment's broker takes none (--insecure).
-    state_dir = Path(info.state_dir) if info else args.state_dir.resolve()
-    kafka = None if info is not None and not info.secure else client.operator_credentials(state_dir)
+    kafka = None if info is not None and not info.secure else client.operator_credentials(_logins_dir(args))
     return client.Connection(bootstrap, TopicNames(prefix), gateway.rstrip("/"), kafka)
+
+
+def _logins_dir(args: argparse.Namespace) -> Path:
+    """The state folder holding the deployment's Kafka logins: the running one's, else --state-dir."""
+    info = RunInfo.read(args.state_dir.resolve())
+    return Path(info.state_dir) if info else args.state_dir.resolve()
 
 
 def _api_key(args: argparse.Namespace) -> str:
@@ -183,8 +188,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         with open(args.file, encoding="utf-8") as handle:
             records = list(client.read_json_lines(handle, args.file))
     # As the customer's application (F5), with the customer plane's login: the operator only looked the topic up.
-    customer = dataclasses.replace(conn, kafka=client.customer_credentials(args.state_dir.resolve())) \
-        if conn.kafka else conn
+    customer = dataclasses.replace(conn, kafka=client.customer_credentials(_logins_dir(args))) if conn.kafka else conn
     sent = asyncio.run(client.ingest(customer, topic, records))
     print(f"sent {sent} records to topic '{topic}'")
     return 0
@@ -370,8 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "else one made in the state folder)")
     security = up.add_mutually_exclusive_group()
     security.add_argument("--insecure", action="store_true",
-                    help="an open PLAINTEXT broker listener, no logins, no ACLs (default: SASL/SCRAM logins and "
-                         "ACLs, each plane its own Kafka principal; the logins are in <state>/kafka-credentials.json)")
+                          help="an open PLAINTEXT broker listener, no logins, no ACLs (default: SASL/SCRAM logins "
+                               "and ACLs, each plane its own Kafka principal; the logins are in "
+                               "<state>/kafka-credentials.json)")
     # Secure is the default; `--secure` (from when it was opt-in) is still accepted and changes nothing.
     security.add_argument("--secure", action="store_true", help=argparse.SUPPRESS)
     up.add_argument("--foreground", action="store_true", help="run in this process until SIGTERM/SIGINT")
