@@ -173,7 +173,8 @@ queries: [{service: fraud, principal: model, keys: {user_id: a1}, expect: {last_
 expect_flows: {F5: {min: 1}, F4: {min: 1}}
 """)
     options = replay.ReplayOptions(tmp_path / "s.yaml", tmp_path / "out", deployment.gateway_url, admin_key,
-                                   settings.bootstrap_servers, settings.topic_prefix, settings.state_dir)
+                                   settings.bootstrap_servers, settings.topic_prefix, settings.state_dir,
+                                   settings.kafka_credentials)  # the operator's login, as the CLI passes it
     report = await asyncio.to_thread(replay.run, options)
     assert report["passed"], [e for e in report["expectations"] if not e["met"]]
     workspace = report["deployment"]["workspace"]
