@@ -44,7 +44,7 @@ async def _call(url: str, method: str, path: str, key: str | None, body: Any = N
 
 
 @pytest.fixture(scope="module")
-async def setup(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
+async def setup(deployment: Deployment, admin_key: str,
                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A workspace with the quickstart-like repo, and one service account per role (plus one with none)."""
     url, ws = deployment.gateway_url, f"acl_{uuid.uuid4().hex[:6]}"

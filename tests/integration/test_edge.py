@@ -103,7 +103,7 @@ def source_topic(deployment: Deployment) -> str:
 
 
 @pytest.fixture(scope="module")
-async def workspace(deployment: Deployment, kafka_bootstrap: str, admin_key: str, source_topic: str,
+async def workspace(deployment: Deployment, admin_key: str, source_topic: str,
                     tmp_path_factory: pytest.TempPathFactory) -> str:
     name = f"ws_{uuid.uuid4().hex[:6]}"
     repo = write_repo(tmp_path_factory.mktemp("repo"), source_topic)
@@ -343,7 +343,7 @@ async def test_a_flood_of_source_records_is_all_processed_with_lag_reported_and_
 
 
 async def test_an_ingest_record_over_the_size_limit_is_a_record_error(
-        deployment: Deployment, admin_key: str, kafka_bootstrap: str,
+        deployment: Deployment, admin_key: str,
         tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = tmp_path_factory.mktemp("push_repo")
     (folder / "features.py").write_text(PUSH_REPO)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-async def workspace(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
+async def workspace(deployment: Deployment, admin_key: str,
                     tmp_path_factory: pytest.TempPathFactory) -> str:
     name = f"ws_{uuid.uuid4().hex[:6]}"
     repo = write_repo(tmp_path_factory.mktemp("repo"), f"{deployment.settings.topic_prefix}-gw-source")

@@ -39,7 +39,7 @@ engagement = FeatureService(name="engagement", features=[activity, activity_10m]
 
 
 @pytest.fixture(scope="module")
-async def workspace(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
+async def workspace(deployment: Deployment, admin_key: str,
                     tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("push_repo")
     (folder / "features.py").write_text(PUSH_REPO)

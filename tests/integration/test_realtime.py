@@ -54,7 +54,7 @@ checkout = FeatureService(name="checkout", features=[risk, scaled, dwell])
 
 
 @pytest.fixture(scope="module")
-async def setup(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
+async def setup(deployment: Deployment, admin_key: str,
                 tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     folder: Path = tmp_path_factory.mktemp("realtime_repo")
     topic = f"{deployment.settings.topic_prefix}-payments-{uuid.uuid4().hex[:6]}"
