@@ -19,5 +19,5 @@ COPY examples ./examples
 RUN pip install --no-cache-dir .
 
 EXPOSE 8080
-# docker-compose.yml passes the broker's address and its SASL logins (--secure); see there.
-CMD ["featureplane", "--bootstrap", "kafka:9092", "up", "--secure", "--foreground", "--host", "0.0.0.0", "--port", "8080"]
+# docker-compose.yml passes the broker's address and its SASL logins (secure is the default); see there.
+CMD ["featureplane", "--bootstrap", "kafka:9092", "up", "--foreground", "--host", "0.0.0.0", "--port", "8080"]

@@ -152,7 +152,7 @@ class KafkaBus:
                  credentials: KafkaCredentials | None = None) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
-        self._security = _security_options(credentials)
+        self._security = security_options(credentials)
         self._plain: AIOKafkaProducer | None = None
 
     async def ensure_topics(self, topics: Mapping[str, int]) -> None:
@@ -227,7 +227,9 @@ class KafkaBus:
         }
 
 
-def _security_options(credentials: KafkaCredentials | None) -> dict[str, Any]:
+def security_options(credentials: KafkaCredentials | None) -> dict[str, Any]:
+    """aiokafka's keyword arguments for a login (none without one): also for the plain aiokafka clients
+    that tests, benchmarks and examples build themselves, as a customer's application would."""
     if credentials is None:
         return {}
     return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": credentials.mechanism,

@@ -28,10 +28,12 @@ import polars as pl
 
 from actors.settings import Settings
 from bench import data, profiling
+from bench.logins import operator_connection, secure_broker_config
 from bench.online_run import component_pids
-from deploy.client import Connection, apply_repo, bootstrap_admin
-from deploy.cluster import Deployment, init_ray, shutdown_ray, start_deployment
-from deploy.kafka import REPO_ROOT, BrokerConfig, start_broker
+from deploy.client import apply_repo, bootstrap_admin
+from deploy.cluster import Deployment, init_ray, shutdown_ray
+from deploy.kafka import start_broker
+from deploy.supervisor import start_on_local_broker
 from stores.metadata_key import MetadataKey, write_key_file
 from stores.offline import ParquetOfflineStore
 
@@ -195,8 +197,8 @@ async def _profiled(run: _Run, workdir: Path) -> dict[str, Any]:
 
 async def _measure(history_parquet: Path, workdir: Path, say: Callable[[str], None], profile: bool) -> dict[str, Any]:
     history = pl.read_parquet(history_parquet)
-    broker = start_broker(BrokerConfig(workdir / "kafka-state-materialize", port=KAFKA_PORT,
-                                       libs_dir=REPO_ROOT / ".state" / "kafka" / "libs-4.4.0"))
+    broker_cfg = secure_broker_config(workdir / "kafka-state-materialize", workdir / "state", KAFKA_PORT)
+    broker = start_broker(broker_cfg)
     init_ray(workdir, log_to_driver=False)
     try:
         key_file = workdir / "metadata.key"
@@ -204,9 +206,9 @@ async def _measure(history_parquet: Path, workdir: Path, say: Callable[[str], No
             write_key_file(key_file, MetadataKey.generate())
         settings = Settings(bootstrap_servers=broker.bootstrap, state_dir=workdir / "state", gateway_port=0,
                             topic_prefix=f"benchmat{int(time.time())}", metadata_key_file=key_file)
-        deployment = await start_deployment(settings)
+        deployment = await start_on_local_broker(broker_cfg, settings)
         try:
-            conn = Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url)
+            conn = operator_connection(deployment)
             key = await bootstrap_admin(conn, None)
             folder = workdir / f"materialize-repo-{settings.topic_prefix}"
             folder.mkdir(parents=True, exist_ok=True)

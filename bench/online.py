@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from deploy.client import Connection, apply_repo, bootstrap_admin
+from bench.logins import customer_producer_options, operator_connection
+from deploy.client import apply_repo, bootstrap_admin
 from deploy.cluster import Deployment
 
 REPO = '''
@@ -30,8 +31,7 @@ svc = FeatureService(name="svc", features=[last])
 
 async def prepare(deployment: Deployment, workdir: Path) -> tuple[str, str]:
     """Applies the bench repository; returns (source topic, admin key)."""
-    settings = deployment.settings
-    conn = Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url)
+    conn = operator_connection(deployment)
     key = await bootstrap_admin(conn, None)
     topic = f"bench-events-{uuid.uuid4().hex[:6]}"
     folder = workdir / "repo"
@@ -60,7 +60,7 @@ async def _until_visible(http: aiohttp.ClientSession, url: str, key: str, user: 
 
 async def ingest_throughput(deployment: Deployment, topic: str, key: str, events: int, repeats: int) -> dict[str, Any]:
     """Events/s from the first produced event until the last one is served (all keys distinct, in order)."""
-    producer = AIOKafkaProducer(bootstrap_servers=deployment.settings.bootstrap_servers, acks="all",
+    producer = AIOKafkaProducer(**customer_producer_options(deployment), acks="all",
                                 linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     rates = []
@@ -84,7 +84,7 @@ async def ingest_throughput(deployment: Deployment, topic: str, key: str, events
 
 async def freshness(deployment: Deployment, topic: str, key: str, samples: int) -> dict[str, Any]:
     """Event produced (acknowledged) → visible in get-features, one event at a time."""
-    producer = AIOKafkaProducer(bootstrap_servers=deployment.settings.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**customer_producer_options(deployment), acks="all")
     await producer.start()
     latencies = []
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from actors.settings import Settings
 from bench import data, online, processes, profiling, serving
 from bench.feast_peer import FeastPeer, online_body
 from bench.loadgen import closed_loop, open_loop
-from deploy.cluster import Deployment, init_ray, shutdown_ray, start_deployment
-from deploy.kafka import REPO_ROOT, BrokerConfig, BrokerHandle, start_broker
+from bench.logins import secure_broker_config
+from deploy.cluster import Deployment, init_ray, shutdown_ray
+from deploy.kafka import BrokerConfig, BrokerHandle, start_broker
+from deploy.supervisor import start_on_local_broker
 from stores.metadata_key import MetadataKey, write_key_file
 
 BATCH = 100
@@ -41,14 +44,14 @@ class OnlinePlan:
     profile_s: float
 
 
-async def _deploy(handle: BrokerHandle, workdir: Path, cache_max_age_s: float) -> Deployment:
+async def _deploy(broker_cfg: BrokerConfig, handle: BrokerHandle, workdir: Path, cache_max_age_s: float) -> Deployment:
     key_file = workdir / "metadata.key"
     if not key_file.exists():
         write_key_file(key_file, MetadataKey.generate())
     settings = Settings(bootstrap_servers=handle.bootstrap, state_dir=workdir / "state", gateway_port=0,
                         topic_prefix=f"bench{int(time.time())}", metadata_key_file=key_file,
                         serving_cache_max_age_s=cache_max_age_s)
-    return await start_deployment(settings)
+    return await start_on_local_broker(broker_cfg, settings)
 
 
 async def component_pids(deployment: Deployment) -> dict[str, int]:
@@ -128,13 +131,15 @@ async def _feast(plan: OnlinePlan, peer: FeastPeer, user_ids: list[str],
 async def run_online(plan: OnlinePlan, workdir: Path, say: Callable[[str], None], history: pl.DataFrame | None,
                      peer: FeastPeer | None) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    handle = start_broker(BrokerConfig(workdir / "kafka-state", port=19192,
-                                       libs_dir=REPO_ROOT / ".state" / "kafka" / "libs-4.4.0"))
+    # A fresh broker each run (one left by an interrupted run may have been formatted without SASL users).
+    shutil.rmtree(workdir / "kafka-state", ignore_errors=True)
+    broker_cfg = secure_broker_config(workdir / "kafka-state", workdir / "state", 19192)
+    handle = start_broker(broker_cfg)
     init_ray(workdir, log_to_driver=False)
     serving_on = serving_off = key = None
     user_ids = [data.user_id(i) for i in range(plan.users)]
     try:
-        deployment = await _deploy(handle, workdir, 60.0)
+        deployment = await _deploy(broker_cfg, handle, workdir, 60.0)
         try:
             if {"ingest", "freshness"} & set(plan.selected):
                 topic, key = await online.prepare(deployment, workdir)
@@ -151,7 +156,7 @@ async def run_online(plan: OnlinePlan, workdir: Path, say: Callable[[str], None]
         finally:
             await deployment.stop()
         if serving_on is not None and history is not None:
-            deployment = await _deploy(handle, workdir, 0.0)
+            deployment = await _deploy(broker_cfg, handle, workdir, 0.0)
             try:
                 events = data.stream_events(history, plan.users, plan.events_per_user, datetime.now(UTC))
                 serving_off = await _serving(plan, deployment, workdir, events, user_ids, say, "cache off", None)

@@ -17,7 +17,8 @@ from aiokafka import AIOKafkaProducer
 
 from bench import data
 from bench.loadgen import LoadResult, closed_loop
-from deploy.client import Connection, apply_repo, bootstrap_admin
+from bench.logins import customer_producer_options, operator_connection
+from deploy.client import apply_repo, bootstrap_admin
 from deploy.cluster import Deployment
 
 WORKSPACE = "serving"
@@ -64,14 +65,14 @@ async def load_data(deployment: Deployment, workdir: Path, events: list[dict[str
     """Applies the serving repo, produces `events` to its source topic, waits until the last one is served;
     returns the admin key (`key`, else the one made here for a new deployment)."""
     settings = deployment.settings
-    conn = Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url)
+    conn = operator_connection(deployment)
     key = key or await bootstrap_admin(conn, None)
     topic = f"bench-serving-{uuid.uuid4().hex[:6]}"
     folder = workdir / f"serving-repo-{settings.topic_prefix}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "features.py").write_text(repo_text(topic))
     await asyncio.to_thread(apply_repo, conn, folder, WORKSPACE, key)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
+    producer = AIOKafkaProducer(**customer_producer_options(deployment), acks="all", linger_ms=5,
                                 max_batch_size=256 * 1024)
     await producer.start()
     try:

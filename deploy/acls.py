@@ -6,7 +6,9 @@ Each plane is one Kafka principal. A plane may read the platform topics its comp
 and transactional ids are granted by prefix, one per component. The customer's own (stream source) topics
 are every topic outside the deployment's prefix: the data plane (Rift) may read them, so it is granted
 Read on all topics and denied Read, explicitly, on each platform topic it does not consume (a DENY wins
-over any ALLOW in Kafka's authorizer).
+over any ALLOW in Kafka's authorizer). The customer's applications produce those topics (flow F5 starts
+there) and live in the customer plane, so its principal may write (and, on first use, create) every topic
+outside the prefix, and is denied Write and Create on each platform topic it has no route to.
 
 The operator and the broker itself are super users, granted in the broker's config, not here.
 """
@@ -46,6 +48,8 @@ CLIENT_NAMES: dict[Component, tuple[str, ...]] = {
 
 # The plane whose principal may read every topic outside the platform's own: Rift reads stream sources.
 READS_SOURCE_TOPICS: frozenset[Plane] = frozenset({Plane.DATA})
+# The plane whose principal may write (and create) them: the customer's applications produce raw events (F5).
+WRITES_SOURCE_TOPICS: frozenset[Plane] = frozenset({Plane.CUSTOMER})
 
 
 class Permission(StrEnum):
@@ -60,7 +64,7 @@ class AclBinding:
 
     permission: Permission
     user: str
-    operation: str  # READ, WRITE, IDEMPOTENT_WRITE
+    operation: str  # READ, WRITE, CREATE, IDEMPOTENT_WRITE
     resource_type: str  # TOPIC, GROUP, TRANSACTIONAL_ID, CLUSTER
     pattern_type: str  # LITERAL, PREFIXED
     resource: str
@@ -107,6 +111,12 @@ def plane_acls(plane: Plane, names: TopicNames) -> list[AclBinding]:
         allow.append(AclBinding(Permission.ALLOW, user, "READ", "TOPIC", "LITERAL", "*"))
         allow.extend(AclBinding(Permission.DENY, user, "READ", "TOPIC", "LITERAL", names.name(t))
                      for t in PLATFORM_TOPICS if t.base not in topics_read(plane))
+    if plane in WRITES_SOURCE_TOPICS:
+        for operation in ("WRITE", "CREATE"):
+            allow.append(AclBinding(Permission.ALLOW, user, operation, "TOPIC", "LITERAL", "*"))
+            allow.extend(AclBinding(Permission.DENY, user, operation, "TOPIC", "LITERAL", names.name(t))
+                         for t in PLATFORM_TOPICS
+                         if operation == "CREATE" or t.base not in topics_written(plane))
     return sorted(allow)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -33,8 +34,15 @@ def _connection(args: argparse.Namespace) -> client.Connection:
     prefix = args.topic_prefix or (info.topic_prefix if info else "fp")
     gateway = args.gateway or os.environ.get("FEATUREPLANE_GATEWAY") or (
         info.gateway_url if info else "http://127.0.0.1:8080")
-    kafka = client.operator_credentials(Path(info.state_dir)) if info and info.secure else None
+    # The operator's login from the state folder, unless the running deployment's broker takes none (--insecure).
+    kafka = None if info is not None and not info.secure else client.operator_credentials(_logins_dir(args))
     return client.Connection(bootstrap, TopicNames(prefix), gateway.rstrip("/"), kafka)
+
+
+def _logins_dir(args: argparse.Namespace) -> Path:
+    """The state folder holding the deployment's Kafka logins: the running one's, else --state-dir."""
+    info = RunInfo.read(args.state_dir.resolve())
+    return Path(info.state_dir) if info else args.state_dir.resolve()
 
 
 def _api_key(args: argparse.Namespace) -> str:
@@ -67,7 +75,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         state_dir=args.state_dir, gateway_host=args.host, gateway_port=args.port, kafka_port=args.kafka_port,
         kafka_controller_port=args.kafka_controller_port,
         external_bootstrap=args.bootstrap, topic_prefix=args.topic_prefix or "fp", rift_workers=args.rift_workers,
-        metadata_key_file=args.metadata_key_file, secure=args.secure,
+        metadata_key_file=args.metadata_key_file, secure=not args.insecure,
     )
     if args.foreground:
         return asyncio.run(supervisor.run_foreground(options))
@@ -179,7 +187,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         with open(args.file, encoding="utf-8") as handle:
             records = list(client.read_json_lines(handle, args.file))
-    sent = asyncio.run(client.ingest(conn, topic, records))
+    # As the customer's application (F5), with the customer plane's login: the operator only looked the topic up.
+    customer = dataclasses.replace(conn, kafka=client.customer_credentials(_logins_dir(args))) if conn.kafka else conn
+    sent = asyncio.run(client.ingest(customer, topic, records))
     print(f"sent {sent} records to topic '{topic}'")
     return 0
 
@@ -362,8 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--metadata-key-file", type=Path,
                     help="key encrypting the control plane's metadata (default: $FEATUREPLANE_METADATA_KEY, "
                          "else one made in the state folder)")
-    up.add_argument("--secure", action="store_true",
-                    help="SASL/SCRAM logins and ACLs on the local broker: each plane its own Kafka principal")
+    security = up.add_mutually_exclusive_group()
+    security.add_argument("--insecure", action="store_true",
+                          help="an open PLAINTEXT broker listener, no logins, no ACLs (default: SASL/SCRAM logins "
+                               "and ACLs, each plane its own Kafka principal; the logins are in "
+                               "<state>/kafka-credentials.json)")
+    # Secure is the default; `--secure` (from when it was opt-in) is still accepted and changes nothing.
+    security.add_argument("--secure", action="store_true", help=argparse.SUPPRESS)
     up.add_argument("--foreground", action="store_true", help="run in this process until SIGTERM/SIGINT")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)

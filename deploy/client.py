@@ -31,7 +31,7 @@ from events.access import PrincipalKind, PrincipalSpec, new_api_key, parse_api_k
 from events.codec import CODEC
 from events.envelope import new_id
 from events.errors import DeadlineExceeded, FeatureplaneError, InvalidRequest
-from events.planes import Component
+from events.planes import Component, Plane
 from events.registry import Registry, Workspace
 from events.topics import CONTROL_COMMANDS, TopicNames
 from sdk.repo import load_repo
@@ -46,7 +46,8 @@ class Connection:
     bootstrap_servers: str
     topics: TopicNames
     gateway_url: str
-    # The operator's Kafka login when the broker requires SASL (`featureplane up --secure`).
+    # The Kafka login of whoever this connection acts as (the operator, or the customer's application when it
+    # ingests); None when the broker takes no logins (`featureplane up --insecure`).
     kafka: KafkaCredentials | None = None
 
 
@@ -54,6 +55,14 @@ def operator_credentials(state_dir: Path) -> KafkaCredentials | None:
     """The operator's Kafka login of a deployment with SASL, from its state folder (None: no logins there)."""
     users = load_users(state_dir)
     return users.operator if users else None
+
+
+def customer_credentials(state_dir: Path) -> KafkaCredentials | None:
+    """The customer plane's Kafka login, the one its applications produce source topics with (flow F5):
+    deploy/acls.py lets it write every topic outside the platform's prefix and none of the platform's
+    topics it has no route to."""
+    users = load_users(state_dir)
+    return users.plane(Plane.CUSTOMER) if users else None
 
 
 def apply_repo(conn: Connection, folder: Path, workspace: str, api_key: str) -> dict[str, Any]:

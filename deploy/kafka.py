@@ -266,7 +266,9 @@ def _format_storage(cfg: BrokerConfig, java: str, libs: Path) -> None:
     f = cfg.folder
     if (f / "data" / "meta.properties").is_file():
         if cfg.users is not None and not (f / _SCRAM_USERS).is_file():
-            raise KafkaBrokerError(f"{f} was formatted without SASL users; use a new state folder for --secure")
+            # A broker folder from before logins were the default (`featureplane up` without --secure).
+            raise KafkaBrokerError(f"{f} was formatted without SASL users: remove that folder (its topics are lost; "
+                                   "`make clean` removes the whole state) or start with `featureplane up --insecure`")
         return
     id_file = f / "cluster.id"
     if not id_file.is_file():

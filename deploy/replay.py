@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import shutil
@@ -76,8 +77,9 @@ def fresh_deployment(scenario: Scenario) -> Iterator[Target]:
             raise RuntimeError(f"the fresh deployment wrote no admin key in {state_dir}")
         # `up` leaves the serving cache at the Settings default; this is the age the deployment enforces.
         cache_age = Settings(bootstrap_servers=info.bootstrap_servers, state_dir=state_dir).serving_cache_max_age_s
-        yield Target("fresh", Connection(info.bootstrap_servers, TopicNames(prefix), info.gateway_url), key,
-                     scenario.workspace, state_dir, cache_age)
+        conn = Connection(info.bootstrap_servers, TopicNames(prefix), info.gateway_url,
+                          client.operator_credentials(state_dir))  # None only if `up` ran --insecure
+        yield Target("fresh", conn, key, scenario.workspace, state_dir, cache_age)
     finally:
         say("stopping the fresh deployment")
         supervisor.stop_background(state_dir)
@@ -116,6 +118,13 @@ def setup(scenario: Scenario, target: Target, steps: list[dict[str, Any]]) -> tu
     return keys, names
 
 
+def _customer_app(target: Target) -> Connection:
+    """What the customer's application produces source topics with (F5): the customer plane's Kafka login
+    where the deployment's state folder is known, else the target's own (the operator's)."""
+    login = client.customer_credentials(target.state_dir) if target.state_dir and target.conn.kafka else None
+    return dataclasses.replace(target.conn, kafka=login or target.conn.kafka)
+
+
 def ingest(scenario: Scenario, target: Target, keys: dict[str, str], start: datetime,
            steps: list[dict[str, Any]]) -> int:
     sent = 0
@@ -124,7 +133,7 @@ def ingest(scenario: Scenario, target: Target, keys: dict[str, str], start: date
         if stream.via == "topic":
             topic = asyncio.run(client.source_topic(target.conn, target.workspace, stream.source))
             encoded = [json.dumps(row, separators=(",", ":")).encode() for row in rows]
-            asyncio.run(client.ingest(target.conn, topic, encoded))
+            asyncio.run(client.ingest(_customer_app(target), topic, encoded))
         else:
             key = keys.get(stream.principal) if stream.principal else None
             for i in range(0, len(rows), _HTTP_CHUNK):
@@ -199,7 +208,7 @@ def misuse_online(scenario: Scenario, target: Target, keys: dict[str, str],
         elif step.kind == "feature_rows_to_control_plane":
             principal = f"misconfigured-{step.name}"
             refused = asyncio.run(faults.send_feature_rows_to_control_plane(
-                target.conn.bootstrap_servers, target.conn.topics, target.workspace, principal))
+                target.conn.bootstrap_servers, target.conn.topics, target.workspace, principal, target.conn.kafka))
             evidence[step.name] = {"principal_name": principal, "refused": [r.message for r in refused]}
             detail = f"misconfigured Rift sends feature rows to the control plane: {len(refused)} refused"
         else:

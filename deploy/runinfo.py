@@ -18,7 +18,8 @@ class RunInfo:
     topic_prefix: str
     state_dir: str
     log_path: str
-    # The broker requires SASL logins (`up --secure`): clients take the operator's from the state folder.
+    # The broker requires SASL logins (the default; False after `up --insecure`): clients take the operator's
+    # from the state folder.
     secure: bool = False
 
     @staticmethod

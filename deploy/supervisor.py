@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -17,13 +18,14 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from actors.host import ensure_platform_topics
 from actors.kafka_bus import KafkaBus
-from actors.settings import Settings
+from actors.settings import KafkaCredentials, Settings
 from deploy import client
 from deploy.acls import deployment_acls
-from deploy.cluster import init_ray, shutdown_ray, start_deployment
+from deploy.cluster import Deployment, init_ray, shutdown_ray, start_deployment
 from deploy.kafka import BrokerConfig, create_acls, pid_alive, start_broker, stop_broker
 from deploy.kafka_sasl import KafkaUsers, credentials_path, ensure_users, load_users
 from deploy.runinfo import RunInfo
@@ -42,8 +44,9 @@ class UpOptions:
     topic_prefix: str = "fp"
     rift_workers: int = 1
     metadata_key_file: Path | None = None
-    # SASL/SCRAM logins and ACLs on the local broker (deploy/kafka_sasl.py, deploy/acls.py).
-    secure: bool = False
+    # SASL/SCRAM logins and ACLs on the broker (deploy/kafka_sasl.py, deploy/acls.py); False only with
+    # `up --insecure`, an open PLAINTEXT listener where any client may read and write any topic.
+    secure: bool = True
 
 
 def _say(text: str) -> None:
@@ -66,15 +69,14 @@ async def run_foreground(options: UpOptions) -> int:
                         log_json=not sys.stderr.isatty(), metadata_key_file=metadata_key_file(options),
                         kafka_credentials=users.operator if users else None)
     if users is not None:
-        await _secure_broker(broker_cfg, settings, options)
+        await prepare_secure_broker(settings, None if options.external_bootstrap else broker_cfg)
     _say("starting Ray and the actors ...")
     init_ray(state_dir, log_to_driver=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    planes = {plane: users.plane(plane) for plane in Plane} if users else None
-    deployment = await start_deployment(settings, rift_workers=options.rift_workers, credentials=planes)
+    deployment = await start_deployment(settings, rift_workers=options.rift_workers, credentials=plane_logins(users))
     await _bootstrap_admin(settings, deployment.gateway_url)
     info = RunInfo(os.getpid(), bootstrap, deployment.gateway_url, options.topic_prefix, str(state_dir),
                    str(log_path(state_dir)), secure=users is not None)
@@ -93,22 +95,29 @@ async def run_foreground(options: UpOptions) -> int:
 
 
 def _kafka_users(options: UpOptions, state_dir: Path) -> KafkaUsers | None:
-    """The deployment's Kafka logins with --secure: made once per state folder (0600), else loaded."""
+    """The deployment's Kafka logins (None with --insecure): made once per state folder (0600), else loaded."""
     if not options.secure:
         return None
     if options.external_bootstrap:
         users = load_users(state_dir)
         if users is None:
-            raise RuntimeError(f"--secure with an external broker needs {credentials_path(state_dir)} "
-                               "(made by the broker's set-up: deploy/compose/kafka-init.sh)")
+            raise RuntimeError(f"an external broker needs its logins in {credentials_path(state_dir)} "
+                               "(made by the broker's set-up: deploy/compose/kafka-init.sh), "
+                               "or `up --insecure` if it has an open PLAINTEXT listener")
         return users
     return ensure_users(state_dir)
 
 
-async def _secure_broker(broker_cfg: BrokerConfig, settings: Settings, options: UpOptions) -> None:
-    """As the operator: create the ACLs of every plane, then the platform's topics (no plane may create
-    a topic; each may only use its own)."""
-    if not options.external_bootstrap:
+def plane_logins(users: KafkaUsers | None) -> dict[Plane, KafkaCredentials] | None:
+    """Each plane's own Kafka login, for start_deployment (None: the broker takes no logins)."""
+    return {plane: users.plane(plane) for plane in Plane} if users else None
+
+
+async def prepare_secure_broker(settings: Settings, broker_cfg: BrokerConfig | None) -> None:
+    """As the operator (settings.kafka_credentials): create the ACLs of every plane on the broker of
+    `broker_cfg` (None: a broker whose set-up made them, docker compose), then the platform's topics (no
+    plane may create a topic; each may only use its own). Both are no-ops when they exist already."""
+    if broker_cfg is not None:
         _say("creating the ACLs of each plane ...")
         create_acls(broker_cfg, deployment_acls(settings.topics))
     bus = KafkaBus(settings.bootstrap_servers, client_id="featureplane-operator",
@@ -117,6 +126,18 @@ async def _secure_broker(broker_cfg: BrokerConfig, settings: Settings, options: 
         await ensure_platform_topics(bus, settings)
     finally:
         await bus.close()
+
+
+async def start_on_local_broker(broker_cfg: BrokerConfig, settings: Settings, **options: Any) -> Deployment:
+    """A deployment on a broker we started (tests, bench), as `up` makes one: on a broker with SASL users
+    (broker_cfg.users), the ACLs and topics first, then each actor with its own plane's login; the returned
+    deployment's settings carry the operator's login, for the caller's own clients. Options go to
+    start_deployment."""
+    users = broker_cfg.users
+    settings = dataclasses.replace(settings, kafka_credentials=users.operator if users else None)
+    if users is not None:
+        await prepare_secure_broker(settings, broker_cfg)
+    return await start_deployment(settings, credentials=plane_logins(users), **options)
 
 
 async def _bootstrap_admin(settings: Settings, gateway_url: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from actors.kafka_bus import KafkaBus
 from actors.outbox import Outbound, publish
+from actors.settings import KafkaCredentials
 from events.codec import CODEC
 from events.data import FeatureRow, SourceRange, WriteOnlineRows
 from events.errors import FlowDenied
@@ -22,18 +23,19 @@ from events.topics import CONTROL_COMMANDS, TopicNames
 LEAKED_VALUE = 424242.42
 
 
-async def send_feature_rows_to_control_plane(bootstrap: str, names: TopicNames, workspace: str,
-                                             principal: str) -> list[FlowDenied]:
+async def send_feature_rows_to_control_plane(bootstrap: str, names: TopicNames, workspace: str, principal: str,
+                                             login: KafkaCredentials | None = None) -> list[FlowDenied]:
     """Act as a Rift worker wired to send its online write to the control plane's command topic.
 
     It goes through the same seam every component uses (`actors.outbox.publish` inside a Kafka
-    transaction), which refuses the message and commits a `denied` audit record in its place.
+    transaction), which refuses the message and commits a `denied` audit record in its place. `login` is
+    the Kafka login to do it with (the operator's: the broker must let the attempt reach the seam).
     """
     rows = WriteOnlineRows("misconfigured_view", (FeatureRow(("leaked-key",), datetime.now(UTC),
                                                              {"leaked": LEAKED_VALUE}),),
                            SourceRange("misconfigured-source", 0, 0, 0))
     message = CODEC.message(rows, producer=Component.RIFT, workspace=workspace, principal=principal)
-    bus = KafkaBus(bootstrap, client_id="featureplane-scenario-fault")
+    bus = KafkaBus(bootstrap, client_id="featureplane-scenario-fault", credentials=login)
     producer = await bus.transactional_producer(f"{names.prefix}.scenario-fault.{principal}")
     try:
         async with producer.transaction() as txn:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # docker compose, before the broker starts (apache/kafka image): make each Kafka principal's password once
 # (/secrets, a volume the featureplane container mounts read-only), write the broker's SASL settings and
-# format the storage with the SCRAM users, as deploy/kafka_sasl.py does for `featureplane up --secure`.
+# format the storage with the SCRAM users, as deploy/kafka_sasl.py does for `featureplane up`.
 # Passwords are never printed. Runs as root (fresh volumes belong to root) and hands the files to the
 # image's own user, which the broker and kafka-acls run as; featureplane (root) reads them too.
 set -eu

@@ -2,7 +2,9 @@
 
 1. as the admin, creates a service account for the fraud model and gives it the consumer role;
 2. produces the events of events.jsonl to the `transactions` topic with an ordinary Kafka producer
-   (aiokafka here; any Kafka client works: the source topic is the customer's);
+   (aiokafka here; any Kafka client works: the source topic is the customer's), logged in as the customer
+   plane's Kafka principal, the one the broker's ACLs let write source topics (flow F5; its password is in
+   .state/kafka-credentials.json, readable by its owner only);
 3. asks the gateway for each user's features over HTTP, with the model's key, until the latest event
    of each user shows;
 4. prints the values and the audit log's summary by flow.
@@ -21,7 +23,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from deploy.client import admin_key_path, audit_summary, expect_ok, http_json, read_key_file
+from actors.kafka_bus import security_options
+from actors.settings import KafkaCredentials
+from deploy.client import admin_key_path, audit_summary, customer_credentials, expect_ok, http_json, read_key_file
 from deploy.runinfo import DEFAULT_STATE_DIR, RunInfo
 
 HERE = Path(__file__).parent
@@ -29,8 +33,9 @@ SERVICE = "fraud_detection"
 WORKSPACE = "prod"
 
 
-async def produce(bootstrap: str, events: list[dict[str, object]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+async def produce(bootstrap: str, login: KafkaCredentials | None, events: list[dict[str, object]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                **security_options(login))
     await producer.start()
     try:
         for event in events:
@@ -80,7 +85,8 @@ def main() -> int:
     print(f"service account {principal} (role consumer in '{WORKSPACE}') will read the features")
     events = [json.loads(line) for line in (HERE / "events.jsonl").read_text().splitlines() if line.strip()]
     print(f"producing {len(events)} events to topic 'transactions' at {info.bootstrap_servers}")
-    asyncio.run(produce(info.bootstrap_servers, events))
+    login = customer_credentials(Path(info.state_dir)) if info.secure else None  # None: `up --insecure`
+    asyncio.run(produce(info.bootstrap_servers, login, events))
     deadline = time.monotonic() + 60
     for user, event in sorted(expected_latest(events).items()):
         while True:

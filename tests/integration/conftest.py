@@ -1,7 +1,9 @@
 """Session fixtures for integration tests: one real Kafka broker and one real Ray per test session.
 
 The broker gets random free ports and a throw-away state folder, so a test run never collides
-with a developer's `featureplane up` broker on 9092 nor with a parallel test run.
+with a developer's `featureplane up` broker on 9092 nor with a parallel test run. It runs as `up` runs
+its own, with SASL logins and ACLs, so every integration test goes through the planes' ACLs; the tests'
+own Kafka clients log in through tests/integration/helpers.py `client_options`.
 """
 
 from __future__ import annotations
@@ -14,33 +16,33 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from actors.settings import Settings
-from deploy.client import Connection, bootstrap_admin
-from deploy.cluster import Deployment, init_ray, shutdown_ray, start_deployment
-from deploy.kafka import KAFKA_VERSION, REPO_ROOT, BrokerConfig, BrokerHandle, start_broker
+from deploy.client import bootstrap_admin
+from deploy.cluster import Deployment, init_ray, shutdown_ray
+from deploy.kafka import REPO_ROOT, BrokerConfig, BrokerHandle, start_broker
 from deploy.ports import free_ports
+from deploy.supervisor import start_on_local_broker
 from stores.metadata_key import MetadataKey, write_key_file
+from tests.integration.helpers import TEST_BROKERS, broker_config_with_logins, operator_connection
 
 
 @pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[BrokerHandle]:
-    """A real single-node KRaft broker for the whole session; stopped and wiped at the end."""
-    port, controller_port = free_ports(2)
-    state_dir = REPO_ROOT / ".state" / "test-kafka" / str(port)
-    cfg = BrokerConfig(
-        state_dir,
-        port=port,
-        controller_port=controller_port,
-        # Share the jar cache with `featureplane up`: the state folder is deleted afterwards.
-        libs_dir=REPO_ROOT / ".state" / "kafka" / f"libs-{KAFKA_VERSION}",
-    )
-    handle = start_broker(cfg)
+def kafka_config() -> BrokerConfig:
+    """The session broker's settings: random free ports, SASL users (as `featureplane up` runs its broker)."""
+    return broker_config_with_logins(*free_ports(2))
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(kafka_config: BrokerConfig) -> Iterator[BrokerHandle]:
+    """A real single-node KRaft broker for the whole session, with SASL logins and ACLs enforced; stopped
+    and wiped at the end. Each deployment on it gets the ACLs of its own topic prefix."""
+    handle = start_broker(kafka_config)
     try:
         yield handle
     finally:
         handle.stop()
-        shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(kafka_config.state_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
-            state_dir.parent.rmdir()  # .state/test-kafka, unless another session is using it
+            TEST_BROKERS.rmdir()  # unless another session is using it
 
 
 @pytest.fixture(scope="session")
@@ -67,15 +69,16 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture(scope="module")
-async def deployment(kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
+async def deployment(kafka_config: BrokerConfig, kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
                      tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
-    """Every component as a real Ray actor against the real broker; the gateway on a free port."""
+    """Every component as a real Ray actor against the real broker, each with its plane's login, after the
+    operator created the ACLs and topics of the module's prefix; the gateway on a free port."""
     state_dir = tmp_path_factory.mktemp("state")
     key_file = state_dir / "metadata.key"
     write_key_file(key_file, MetadataKey.generate())
     settings = Settings(bootstrap_servers=kafka_bootstrap, state_dir=state_dir, metadata_key_file=key_file,
                         topic_prefix=topic_prefix, gateway_port=0, log_json=True, read_timeout_s=10)
-    running = await start_deployment(settings)
+    running = await start_on_local_broker(kafka_config, settings)
     try:
         yield running
     finally:
@@ -85,6 +88,4 @@ async def deployment(kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
 @pytest.fixture(scope="module")
 async def admin_key(deployment: Deployment) -> str:
     """The deployment's admin, bootstrapped as `featureplane up` does it."""
-    settings = deployment.settings
-    conn = Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url)
-    return await bootstrap_admin(conn, None)
+    return await bootstrap_admin(operator_connection(deployment), None)

@@ -1,4 +1,10 @@
-"""What the integration tests do from outside the platform: produce, read topics, call HTTP, wait."""
+"""What the integration tests do from outside the platform: produce, read topics, call HTTP, wait.
+
+The test brokers run as `featureplane up` runs its own, with SASL logins and ACLs, so every test exercises
+them. Every plain aiokafka client here logs in through `client_options`: as the customer's application when
+it produces source topics (flow F5; the customer plane's principal), as the operator (a super user) when it
+inspects platform topics or injects faults into them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,13 @@ from typing import Any, TypeVar
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from actors.kafka_bus import security_options
+from deploy.acls import OPERATOR_USER, PLANE_USERS
 from deploy.client import Connection, apply_repo
+from deploy.cluster import Deployment
+from deploy.kafka import KAFKA_VERSION, REPO_ROOT, BrokerConfig
+from deploy.kafka_sasl import KafkaUsers, ensure_users, load_users
+from events.planes import Plane
 
 T = TypeVar("T")
 
@@ -33,6 +45,41 @@ fraud = FeatureService(name="fraud", features=[user_last])
 '''
 
 
+# Kafka principals of the test brokers' clients (deploy/acls.py).
+CUSTOMER_APP = PLANE_USERS[Plane.CUSTOMER]  # may write and create every topic outside a deployment's prefix
+OPERATOR = OPERATOR_USER  # a super user
+# Each test broker's folder, by port: its logins are found from a bootstrap address alone.
+TEST_BROKERS = REPO_ROOT / ".state" / "test-kafka"
+
+
+def broker_config_with_logins(port: int, controller_port: int) -> BrokerConfig:
+    """A broker with SASL users (passwords made once, in its folder) as `featureplane up` starts; it shares
+    the jar cache with `up`, since the folder is deleted afterwards."""
+    state_dir = TEST_BROKERS / str(port)
+    libs = REPO_ROOT / ".state" / "kafka" / f"libs-{KAFKA_VERSION}"
+    return BrokerConfig(state_dir, port=port, controller_port=controller_port, libs_dir=libs,
+                        users=ensure_users(state_dir))
+
+
+def broker_users(bootstrap: str) -> KafkaUsers:
+    """The logins of the test broker at `bootstrap` (made by broker_config_with_logins)."""
+    users = load_users(TEST_BROKERS / bootstrap.rsplit(":", 1)[1])
+    assert users is not None, f"{bootstrap} is not a test broker started by broker_config_with_logins"
+    return users
+
+
+def client_options(bootstrap: str, principal: str = CUSTOMER_APP) -> dict[str, Any]:
+    """bootstrap_servers and the SASL login of `principal`, for any aiokafka client."""
+    return {"bootstrap_servers": bootstrap, **security_options(broker_users(bootstrap).credentials(principal))}
+
+
+def operator_connection(deployment: Deployment) -> Connection:
+    """The CLI's connection to a deployment, as the operator (whose login its settings carry)."""
+    settings = deployment.settings
+    return Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url,
+                      settings.kafka_credentials)
+
+
 def write_repo(folder: Path, topic: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "features.py").write_text(REPO_TEMPLATE.format(topic=topic))
@@ -40,8 +87,8 @@ def write_repo(folder: Path, topic: str) -> Path:
 
 
 async def produce_plain(bootstrap: str, topic: str, payloads: list[bytes]) -> None:
-    """An ordinary Kafka producer, as a customer's application would use: no featureplane code."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    """An ordinary Kafka producer, as a customer's application would use (with its login): no featureplane code."""
+    producer = AIOKafkaProducer(**client_options(bootstrap, CUSTOMER_APP), acks="all")
     await producer.start()
     try:
         for payload in payloads:
@@ -51,8 +98,9 @@ async def produce_plain(bootstrap: str, topic: str, payloads: list[bytes]) -> No
 
 
 async def read_topic(bootstrap: str, topic: str, quiet_s: float = 1.5) -> list[Any]:
-    """Every committed record of `topic` (all partitions), read until nothing new arrives for `quiet_s`."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, isolation_level="read_committed",
+    """Every committed record of `topic` (all partitions), read as the operator until nothing new arrives
+    for `quiet_s`."""
+    consumer = AIOKafkaConsumer(topic, **client_options(bootstrap, OPERATOR), isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:

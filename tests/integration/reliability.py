@@ -29,12 +29,14 @@ from events.topics import (
     ONLINE_WRITES,
 )
 from stores.audit_log import LmdbAuditStore
-from tests.integration.helpers import auth, read_topic
+from tests.integration.helpers import CUSTOMER_APP, auth, client_options, read_topic
 
 
 async def produce_fast(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
-    """A plain aiokafka producer, as a customer's application would use, sending compact JSON records."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024)
+    """A plain aiokafka producer, as a customer's application would use (with its login), sending compact
+    JSON records."""
+    producer = AIOKafkaProducer(**client_options(bootstrap, CUSTOMER_APP), acks="all", linger_ms=20,
+                                max_batch_size=512 * 1024)
     await producer.start()
     try:
         pending = []

@@ -12,14 +12,21 @@ from typing import Any
 import aiohttp
 import pytest
 
-from deploy.client import Connection
 from deploy.cluster import Deployment
 from events.codec import CODEC
 from events.registry import Registry
 from events.snapshot import decode_snapshot, encode_snapshot
 from sdk.repo import load_repo
 from stores.metadata import EncryptedSnapshotStore, MetadataKey
-from tests.integration.helpers import apply, auth, eventually, get_features, produce_plain, write_repo
+from tests.integration.helpers import (
+    apply,
+    auth,
+    eventually,
+    get_features,
+    operator_connection,
+    produce_plain,
+    write_repo,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +44,12 @@ async def _call(url: str, method: str, path: str, key: str | None, body: Any = N
 
 
 @pytest.fixture(scope="module")
-async def setup(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
+async def setup(deployment: Deployment, admin_key: str,
                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A workspace with the quickstart-like repo, and one service account per role (plus one with none)."""
     url, ws = deployment.gateway_url, f"acl_{uuid.uuid4().hex[:6]}"
     repo_dir = write_repo(tmp_path_factory.mktemp("repo"), f"{deployment.settings.topic_prefix}-acl-source")
-    await apply(Connection(kafka_bootstrap, deployment.settings.topics, url), repo_dir, ws, admin_key)
+    await apply(operator_connection(deployment), repo_dir, ws, admin_key)
     keys: dict[str, str] = {"admin": admin_key}
     principals: dict[str, str] = {}
     for role in [*ROLES, "none"]:

@@ -15,9 +15,8 @@ import polars as pl
 import pytest
 
 from deploy import cli
-from deploy.client import Connection
 from deploy.cluster import Deployment
-from tests.integration.helpers import apply, auth, eventually, get_features
+from tests.integration.helpers import apply, auth, eventually, get_features, operator_connection
 
 pytestmark = pytest.mark.integration
 
@@ -75,8 +74,7 @@ def offline_rows(deployment: Deployment, workspace: str, view: str) -> pl.DataFr
 
 async def test_backfill_manual_trigger_and_external_compute(deployment: Deployment, admin_key: str,
                                                             tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    settings = deployment.settings
-    conn = Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url)
+    conn = operator_connection(deployment)
     url, workspace = deployment.gateway_url, "batchws"
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -25,13 +25,14 @@ import aiohttp
 import pytest
 
 from actors.settings import Settings
-from deploy.client import Connection, bootstrap_admin
-from deploy.cluster import Deployment, start_deployment
-from deploy.kafka import KAFKA_VERSION, REPO_ROOT, BrokerConfig, start_broker, stop_broker
+from deploy.client import bootstrap_admin
+from deploy.cluster import Deployment
+from deploy.kafka import BrokerConfig, start_broker, stop_broker
+from deploy.supervisor import start_on_local_broker
 from stores.metadata_key import MetadataKey, write_key_file
 from stores.offline import ParquetOfflineStore
 from tests.integration.conftest import free_ports
-from tests.integration.helpers import apply, get_features
+from tests.integration.helpers import TEST_BROKERS, apply, broker_config_with_logins, get_features, operator_connection
 from tests.integration.reliability import assert_every_data_message_audited_once, online_values, produce_fast
 
 pytestmark = pytest.mark.integration
@@ -66,19 +67,17 @@ faults = FeatureService(name="faults", features=[user_last, user_counts])
 
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[BrokerConfig]:
-    """A broker for this module alone: the test stops and restarts it."""
-    port, controller_port = free_ports(2)
-    state_dir = REPO_ROOT / ".state" / "test-kafka-faults" / str(port)
-    cfg = BrokerConfig(state_dir, port=port, controller_port=controller_port,
-                       libs_dir=REPO_ROOT / ".state" / "kafka" / f"libs-{KAFKA_VERSION}")
+    """A broker for this module alone, with SASL logins and ACLs like the session's: the test stops and
+    restarts it."""
+    cfg = broker_config_with_logins(*free_ports(2))
     start_broker(cfg)
     try:
         yield cfg
     finally:
         stop_broker(cfg)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(cfg.state_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
-            state_dir.parent.rmdir()
+            TEST_BROKERS.rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +89,7 @@ async def faults_deployment(own_broker: BrokerConfig, ray_cluster: None, topic_p
     settings = Settings(bootstrap_servers=own_broker.bootstrap, state_dir=state_dir, metadata_key_file=key_file,
                         topic_prefix=topic_prefix, gateway_port=free_ports(1)[0], log_json=True,
                         read_timeout_s=READ_TIMEOUT_S, serving_cache_max_age_s=3600)
-    running = await start_deployment(settings)
+    running = await start_on_local_broker(own_broker, settings)
     try:
         yield running
     finally:
@@ -119,7 +118,7 @@ async def test_outage_loses_nothing_serves_from_cache_and_everything_reconnects(
     settings = deployment.settings
     url = deployment.gateway_url
     bootstrap = own_broker.bootstrap
-    conn = Connection(bootstrap, settings.topics, url)
+    conn = operator_connection(deployment)
     key = await bootstrap_admin(conn, None)
     topic = f"{settings.topic_prefix}-payments-{uuid.uuid4().hex[:6]}"
     repo_dir = tmp_path / "repo"

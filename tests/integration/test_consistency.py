@@ -22,12 +22,11 @@ import aiohttp
 import polars as pl
 import pytest
 
-from deploy.client import Connection
 from deploy.cluster import Deployment
 from sdk.offline import OfflineFeatures
 from sdk.repo import load_repo
 from stores.offline import ParquetOfflineStore
-from tests.integration.helpers import apply, eventually, get_features, produce_plain
+from tests.integration.helpers import apply, eventually, get_features, operator_connection, produce_plain
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +129,7 @@ async def test_online_and_offline_values_agree_for_the_same_key_and_time(
     folder.mkdir()
     start = now - timedelta(minutes=100)  # events before it do not count, online or offline
     (folder / "features.py").write_text(REPO.format(topic=topic, start=start.isoformat()))
-    await apply(Connection(kafka_bootstrap, settings.topics, deployment.gateway_url), folder, WS, admin_key)
+    await apply(operator_connection(deployment), folder, WS, admin_key)
 
     rng = random.Random(20261126)
     first = generate(rng, now, 300, timedelta(hours=2))

@@ -33,8 +33,10 @@ import polars as pl
 import pytest
 
 from actors.settings import Settings
-from deploy.client import Connection, bootstrap_admin
-from deploy.cluster import Deployment, start_deployment
+from deploy.client import bootstrap_admin
+from deploy.cluster import Deployment
+from deploy.kafka import BrokerConfig
+from deploy.supervisor import start_on_local_broker
 from events.topics import (
     DEAD_LETTER,
 )
@@ -43,7 +45,7 @@ from sdk.repo import load_repo
 from stores.metadata_key import MetadataKey, write_key_file
 from stores.offline import ParquetOfflineStore
 from tests.integration.conftest import free_ports
-from tests.integration.helpers import apply, get_features, read_topic
+from tests.integration.helpers import apply, get_features, operator_connection, read_topic
 from tests.integration.reliability import assert_every_data_message_audited_once, online_values, produce_fast
 
 pytestmark = pytest.mark.integration
@@ -98,7 +100,7 @@ class Kill:
 
 
 @pytest.fixture(scope="module")
-async def crash_deployment(kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
+async def crash_deployment(kafka_config: BrokerConfig, kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
                            tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     """A deployment of its own with a fixed gateway port, so a restarted feature server listens where
     the killed one did."""
@@ -107,7 +109,7 @@ async def crash_deployment(kafka_bootstrap: str, ray_cluster: None, topic_prefix
     write_key_file(key_file, MetadataKey.generate())
     settings = Settings(bootstrap_servers=kafka_bootstrap, state_dir=state_dir, metadata_key_file=key_file,
                         topic_prefix=topic_prefix, gateway_port=free_ports(1)[0], log_json=True, read_timeout_s=10)
-    running = await start_deployment(settings)
+    running = await start_on_local_broker(kafka_config, settings)
     try:
         yield running
     finally:
@@ -197,7 +199,7 @@ async def test_exactly_once_while_components_are_killed(crash_deployment: Deploy
     deployment = crash_deployment
     settings = deployment.settings
     url = deployment.gateway_url
-    conn = Connection(kafka_bootstrap, settings.topics, url)
+    conn = operator_connection(deployment)
     key = await bootstrap_admin(conn, None)
     topic = f"{settings.topic_prefix}-clicks-{uuid.uuid4().hex[:6]}"
     repo_dir = tmp_path / "repo"

@@ -24,8 +24,9 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 
 from actors.settings import Settings
-from deploy.client import Connection
-from deploy.cluster import Deployment, start_deployment
+from deploy.cluster import Deployment
+from deploy.kafka import BrokerConfig
+from deploy.supervisor import start_on_local_broker
 from events.codec import CODEC
 from events.data import RecordDeadLettered, SourceRange
 from events.planes import Component
@@ -51,7 +52,18 @@ from events.topics import (
 from gateway.app import MAX_BODY_BYTES
 from gateway.openapi import document
 from stores.metadata_key import MetadataKey, write_key_file
-from tests.integration.helpers import apply, auth, eventually, get_features, read_topic, write_repo
+from tests.integration.helpers import (
+    CUSTOMER_APP,
+    OPERATOR,
+    apply,
+    auth,
+    client_options,
+    eventually,
+    get_features,
+    operator_connection,
+    read_topic,
+    write_repo,
+)
 from tests.integration.openapi_fuzz import Case, cases
 from tests.integration.test_ingest import PUSH_REPO
 
@@ -69,13 +81,13 @@ READER_TOPICS: tuple[Topic, ...] = (CONTROL_EVENTS, ONLINE_REPLIES, AUDIT_REPLIE
 
 
 @pytest.fixture(scope="module")
-async def deployment(kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
+async def deployment(kafka_config: BrokerConfig, kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
                      tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     """This module's own deployment, with a small in-flight limit and record size limit."""
     state_dir = tmp_path_factory.mktemp("state")
     key_file = state_dir / "metadata.key"
     write_key_file(key_file, MetadataKey.generate())
-    running = await start_deployment(Settings(
+    running = await start_on_local_broker(kafka_config, Settings(
         bootstrap_servers=kafka_bootstrap, state_dir=state_dir, metadata_key_file=key_file, topic_prefix=topic_prefix,
         gateway_port=0, log_json=True, read_timeout_s=10, gateway_max_in_flight=MAX_IN_FLIGHT,
         max_record_bytes=MAX_RECORD_BYTES))
@@ -91,11 +103,11 @@ def source_topic(deployment: Deployment) -> str:
 
 
 @pytest.fixture(scope="module")
-async def workspace(deployment: Deployment, kafka_bootstrap: str, admin_key: str, source_topic: str,
+async def workspace(deployment: Deployment, admin_key: str, source_topic: str,
                     tmp_path_factory: pytest.TempPathFactory) -> str:
     name = f"ws_{uuid.uuid4().hex[:6]}"
     repo = write_repo(tmp_path_factory.mktemp("repo"), source_topic)
-    await apply(Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url), repo, name,
+    await apply(operator_connection(deployment), repo, name,
                 admin_key)
     return name
 
@@ -215,8 +227,8 @@ def _poison(platform: bool) -> list[bytes | None]:
     return [noise, valid[: len(valid) // 2], valid, None, huge]
 
 
-async def _produce(bootstrap: str, topic: str, values: list[bytes | None]) -> list[int]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2 * 1024 * 1024)
+async def _produce(bootstrap: str, topic: str, values: list[bytes | None], principal: str) -> list[int]:
+    producer = AIOKafkaProducer(**client_options(bootstrap, principal), acks="all", max_request_size=2 * 1024 * 1024)
     await producer.start()
     try:
         return [(await producer.send_and_wait(topic, value, key=b"poison")).offset for value in values]
@@ -230,14 +242,16 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_and_consumers_go_
     expected: set[tuple[str, int]] = set()
     for topic in RUNTIME_TOPICS:
         name = names.name(topic)
-        offsets = await _produce(kafka_bootstrap, name, [*_poison(platform=True), _wrong_shape(topic)])
+        # As the operator: no plane's login may write most of these topics (the ACLs refuse it first).
+        offsets = await _produce(kafka_bootstrap, name, [*_poison(platform=True), _wrong_shape(topic)], OPERATOR)
         expected |= {(name, o) for o in offsets}
     for topic in READER_TOPICS:
-        await _produce(kafka_bootstrap, names.name(topic), [*_poison(platform=True), _wrong_shape(topic)])
-    offsets = await _produce(kafka_bootstrap, source_topic, [*_poison(platform=False), b'{"user_id": 5}'])
+        await _produce(kafka_bootstrap, names.name(topic), [*_poison(platform=True), _wrong_shape(topic)], OPERATOR)
+    offsets = await _produce(kafka_bootstrap, source_topic, [*_poison(platform=False), b'{"user_id": 5}'],
+                             CUSTOMER_APP)
     expected |= {(source_topic, o) for o in offsets}
     good = {"user_id": "after-poison", "ts": datetime.now(UTC).isoformat(), "amount": 9.5, "merchant": "m"}
-    await _produce(kafka_bootstrap, source_topic, [json.dumps(good).encode()])
+    await _produce(kafka_bootstrap, source_topic, [json.dumps(good).encode()], CUSTOMER_APP)
 
     async def served() -> list[Any] | None:  # the valid record after the poison is processed
         async with aiohttp.ClientSession() as http_session:
@@ -290,13 +304,12 @@ async def test_a_flood_of_source_records_is_all_processed_with_lag_reported_and_
         deployment: Deployment, admin_key: str, kafka_bootstrap: str,
         tmp_path_factory: pytest.TempPathFactory) -> None:
     topic, name = f"{deployment.settings.topic_prefix}-flood", f"flood_{uuid.uuid4().hex[:6]}"
-    await apply(Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url),
-                write_repo(tmp_path_factory.mktemp("flood"), topic), name, admin_key)
+    await apply(operator_connection(deployment), write_repo(tmp_path_factory.mktemp("flood"), topic), name, admin_key)
     before = (await deployment.health())[f"{deployment.settings.topic_prefix}-rift-0"]["max_rss_mb"]
     now = datetime.now(UTC).isoformat()
     records = [json.dumps({"user_id": f"u{i % FLOOD_USERS}", "ts": now, "amount": float(i),
                            "merchant": "m"}).encode() for i in range(FLOOD_RECORDS)]
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=20)
+    producer = AIOKafkaProducer(**client_options(kafka_bootstrap, CUSTOMER_APP), acks="all", linger_ms=20)
     await producer.start()
     lag_seen: list[int] = []
     try:  # as fast as the client can: far faster than one Rift worker applies them
@@ -330,12 +343,12 @@ async def test_a_flood_of_source_records_is_all_processed_with_lag_reported_and_
 
 
 async def test_an_ingest_record_over_the_size_limit_is_a_record_error(
-        deployment: Deployment, admin_key: str, kafka_bootstrap: str,
+        deployment: Deployment, admin_key: str,
         tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = tmp_path_factory.mktemp("push_repo")
     (folder / "features.py").write_text(PUSH_REPO)
     name = f"push_{uuid.uuid4().hex[:6]}"
-    await apply(Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url), folder, name,
+    await apply(operator_connection(deployment), folder, name,
                 admin_key)
     now = datetime.now(UTC).isoformat()
     records = [{"record": {"user_id": "small", "ts": now, "page": "home", "dwell": 1.0}},

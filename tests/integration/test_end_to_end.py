@@ -14,7 +14,6 @@ import aiohttp
 import polars as pl
 import pytest
 
-from deploy.client import Connection
 from deploy.cluster import Deployment
 from events.audit import AuditRecord
 from events.codec import CODEC
@@ -43,6 +42,7 @@ from tests.integration.helpers import (
     auth,
     eventually,
     get_features,
+    operator_connection,
     produce_plain,
     read_topic,
     write_repo,
@@ -66,7 +66,7 @@ async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audite
     settings = deployment.settings
     names = settings.topics
     topic = f"{settings.topic_prefix}-transactions-{uuid.uuid4().hex[:6]}"
-    conn = Connection(kafka_bootstrap, names, deployment.gateway_url)
+    conn = operator_connection(deployment)
     applied = await apply(conn, write_repo(tmp_path / "repo", topic), WS, admin_key)
     assert applied["object_count"] == 4
 

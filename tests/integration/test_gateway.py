@@ -10,19 +10,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from deploy.client import Connection
 from deploy.cluster import Deployment
-from tests.integration.helpers import apply, auth, eventually, get_features, write_repo
+from tests.integration.helpers import apply, auth, eventually, get_features, operator_connection, write_repo
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-async def workspace(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
+async def workspace(deployment: Deployment, admin_key: str,
                     tmp_path_factory: pytest.TempPathFactory) -> str:
     name = f"ws_{uuid.uuid4().hex[:6]}"
     repo = write_repo(tmp_path_factory.mktemp("repo"), f"{deployment.settings.topic_prefix}-gw-source")
-    conn = Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url)
+    conn = operator_connection(deployment)
     await apply(conn, repo, name, admin_key)
     return name
 

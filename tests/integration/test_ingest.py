@@ -9,10 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from deploy.client import Connection
 from deploy.cluster import Deployment
 from events.topics import ONLINE_WRITES
-from tests.integration.helpers import apply, auth, get_features
+from tests.integration.helpers import apply, auth, get_features, operator_connection
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +39,12 @@ engagement = FeatureService(name="engagement", features=[activity, activity_10m]
 
 
 @pytest.fixture(scope="module")
-async def workspace(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
+async def workspace(deployment: Deployment, admin_key: str,
                     tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("push_repo")
     (folder / "features.py").write_text(PUSH_REPO)
     name = f"push_{uuid.uuid4().hex[:6]}"
-    await apply(Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url), folder, name,
+    await apply(operator_connection(deployment), folder, name,
                 admin_key)
     return name
 

@@ -1,7 +1,9 @@
 """The local broker (deploy/kafka.py) supports what featureplane relies on, through aiokafka.
 
 Every plane writes through idempotent or transactional producers and consumes read_committed,
-so these tests pin that the broker version we ship and aiokafka agree on those protocols.
+so these tests pin that the broker version we ship and aiokafka agree on those protocols. They log in as
+the operator (a super user: any topic, group and transactional id); the broker, like `featureplane up`'s,
+takes no client without a login, and a plane's login only where an ACL grants it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+
+from deploy.acls import PLANE_USERS
+from events.planes import Plane
+from tests.integration.helpers import OPERATOR, client_options
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +28,7 @@ def _name(prefix: str) -> str:
 
 
 async def _create_topics(bootstrap: str, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap, OPERATOR))
     await admin.start()
     try:
         resp = await admin.create_topics([NewTopic(n, num_partitions=1, replication_factor=1) for n in names])
@@ -35,7 +42,7 @@ async def _read_all(bootstrap: str, topic: str, isolation: str, expected: int) -
     """Values of partition 0 from the start: waits for `expected`, then polls once more so
     that anything extra (e.g. aborted records leaking through) shows up and fails the test."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level=isolation, enable_auto_commit=False
+        **client_options(bootstrap, OPERATOR), isolation_level=isolation, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -56,7 +63,7 @@ async def _read_all(bootstrap: str, topic: str, isolation: str, expected: int) -
 
 async def _committed(bootstrap: str, group: str, tp: TopicPartition) -> int | None:
     """The group's committed offset as seen by a fresh consumer (not the one that processed)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap, OPERATOR), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         offset: int | None = await consumer.committed(tp)
@@ -68,7 +75,7 @@ async def _committed(bootstrap: str, group: str, tp: TopicPartition) -> int | No
 async def test_idempotent_producer_writes_each_message_once_in_order(kafka_bootstrap: str) -> None:
     topic = _name("idem")
     await _create_topics(kafka_bootstrap, topic)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(**client_options(kafka_bootstrap, OPERATOR), enable_idempotence=True, acks="all")
     await producer.start()
     try:
         # Many sends in flight at once: the broker must accept each sequence number exactly once.
@@ -89,7 +96,7 @@ async def test_idempotent_producer_writes_each_message_once_in_order(kafka_boots
 async def test_transactions_commit_and_abort(kafka_bootstrap: str) -> None:
     topic = _name("txn")
     await _create_topics(kafka_bootstrap, topic)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=_name("txn-id"))
+    producer = AIOKafkaProducer(**client_options(kafka_bootstrap, OPERATOR), transactional_id=_name("txn-id"))
     await producer.start()
     try:
         async with producer.transaction():
@@ -117,10 +124,10 @@ async def test_consume_transform_produce_commits_offsets_with_the_output(kafka_b
     tp = TopicPartition(source, 0)
     inputs = [f"event-{i}".encode() for i in range(5)]
 
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=_name("ctp-id"))
+    producer = AIOKafkaProducer(**client_options(kafka_bootstrap, OPERATOR), transactional_id=_name("ctp-id"))
     consumer = AIOKafkaConsumer(
         source,
-        bootstrap_servers=kafka_bootstrap,
+        **client_options(kafka_bootstrap, OPERATOR),
         group_id=group,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -174,3 +181,24 @@ async def test_consume_transform_produce_commits_offsets_with_the_output(kafka_b
     assert await _committed(kafka_bootstrap, group, tp) == rest[-1][0] + 1 == 5
     assert await _read_all(kafka_bootstrap, sink, "read_committed", 5) == [v.upper() for v in inputs]
     assert len(await _read_all(kafka_bootstrap, sink, "read_uncommitted", 7)) == 7
+
+
+async def test_a_client_without_a_login_gets_no_connection(kafka_bootstrap: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, request_timeout_ms=5000)
+    with pytest.raises(KafkaConnectionError):
+        await producer.start()
+    await producer.stop()
+
+
+async def test_a_planes_login_reaches_no_topic_without_an_acl(kafka_bootstrap: str) -> None:
+    topic = _name("no-acl")
+    await _create_topics(kafka_bootstrap, topic)
+    # The control plane's principal has no grant on anything outside its deployments' control topics.
+    producer = AIOKafkaProducer(**client_options(kafka_bootstrap, PLANE_USERS[Plane.CONTROL]))
+    await producer.start()
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            await producer.send_and_wait(topic, b"refused")
+    finally:
+        await producer.stop()
+    assert await _read_all(kafka_bootstrap, topic, "read_uncommitted", 0) == []

@@ -16,12 +16,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from deploy.client import Connection
 from deploy.cluster import Deployment
 from events.codec import CODEC
 from events.data import RecordDeadLettered
 from events.topics import DEAD_LETTER
-from tests.integration.helpers import apply, auth, eventually, produce_plain, read_topic
+from tests.integration.helpers import apply, auth, eventually, operator_connection, produce_plain, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -55,13 +54,13 @@ checkout = FeatureService(name="checkout", features=[risk, scaled, dwell])
 
 
 @pytest.fixture(scope="module")
-async def setup(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
+async def setup(deployment: Deployment, admin_key: str,
                 tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     folder: Path = tmp_path_factory.mktemp("realtime_repo")
     topic = f"{deployment.settings.topic_prefix}-payments-{uuid.uuid4().hex[:6]}"
     (folder / "features.py").write_text(REPO.format(topic=topic))
     workspace = f"rt_{uuid.uuid4().hex[:6]}"
-    await apply(Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url), folder, workspace,
+    await apply(operator_connection(deployment), folder, workspace,
                 admin_key)
     return workspace, topic
 

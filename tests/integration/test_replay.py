@@ -17,10 +17,9 @@ import aiohttp
 import pytest
 
 from deploy import replay
-from deploy.client import Connection
 from deploy.cluster import Deployment
 from deploy.kafka import REPO_ROOT
-from tests.integration.helpers import auth, write_repo
+from tests.integration.helpers import auth, operator_connection, write_repo
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +173,8 @@ queries: [{service: fraud, principal: model, keys: {user_id: a1}, expect: {last_
 expect_flows: {F5: {min: 1}, F4: {min: 1}}
 """)
     options = replay.ReplayOptions(tmp_path / "s.yaml", tmp_path / "out", deployment.gateway_url, admin_key,
-                                   settings.bootstrap_servers, settings.topic_prefix, settings.state_dir)
+                                   settings.bootstrap_servers, settings.topic_prefix, settings.state_dir,
+                                   settings.kafka_credentials)  # the operator's login, as the CLI passes it
     report = await asyncio.to_thread(replay.run, options)
     assert report["passed"], [e for e in report["expectations"] if not e["met"]]
     workspace = report["deployment"]["workspace"]
@@ -184,7 +184,7 @@ expect_flows: {F5: {min: 1}, F4: {min: 1}}
     chain = next(i for i in report["invariants"] if i["name"] == "audit hash chain intact")
     assert chain["status"] == "held"
 
-    conn = Connection(settings.bootstrap_servers, settings.topics, deployment.gateway_url)
+    conn = operator_connection(deployment)
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{conn.gateway_url}/api/v1/service-accounts", json={"name": "auditor2"},
                              headers=auth(admin_key)) as resp:

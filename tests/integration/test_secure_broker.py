@@ -1,6 +1,6 @@
-"""`featureplane up --secure`: the broker itself keeps the planes apart (SASL/SCRAM, one Kafka principal
-per plane, ACLs from the declared flows), the normal flows still work under it, and no secret (API keys,
-Kafka passwords) shows up in any log, audit record, error body or replay report afterwards.
+"""`featureplane up` (secure by default): the broker itself keeps the planes apart (SASL/SCRAM, one Kafka
+principal per plane, ACLs from the declared flows), the normal flows still work under it, and no secret (API
+keys, Kafka passwords) shows up in any log, audit record, error body or replay report afterwards.
 
 The deployment is started as a user starts it (the CLI, its own broker, Ray and state folder).
 """
@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     libs.parent.mkdir(parents=True)
     libs.symlink_to(REPO_ROOT / ".state" / "kafka" / f"libs-{KAFKA_VERSION}")
     gateway_port, kafka_port, controller_port = free_ports(3)
-    up = _run(state_dir, "up", "--secure", "--port", str(gateway_port), "--kafka-port", str(kafka_port),
+    up = _run(state_dir, "up", "--port", str(gateway_port), "--kafka-port", str(kafka_port),
               "--kafka-controller-port", str(controller_port))
     try:
         assert up.returncode == 0, up.stderr[-3000:] + up.stdout
@@ -119,6 +120,12 @@ async def test_each_plane_reaches_only_the_topics_of_its_flows(secure: Secure) -
         await _write(bootstrap, data, names.name(CONTROL_EVENTS))
     with pytest.raises(TopicAuthorizationFailedError):
         await _write(bootstrap, customer, names.name(CONTROL_COMMANDS))
+    # The customer's applications produce (and create) source topics, outside the prefix (F5); no plane
+    # that only reads them may.
+    source = f"acl-source-{uuid.uuid4().hex[:6]}"
+    await _write(bootstrap, customer, source)
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _write(bootstrap, data, source)
     # What a plane's flows need stays open to it: the data plane follows the registry.
     await _read(bootstrap, data, names.name(CONTROL_EVENTS))
     # A wrong password gets no connection at all (aiokafka reports the refused login as a failed bootstrap).

@@ -49,7 +49,7 @@ def test_every_route_and_every_consumer_is_granted_to_its_plane_and_nothing_else
     for topic in PLATFORM_TOPICS:
         assert NAMES.name(topic) in _allowed(PLANE_OF[topic.consumer], "READ")
     for plane in Plane:
-        literal = _allowed(plane, "WRITE")
+        literal = _allowed(plane, "WRITE") - {"*"}
         expected = {f"fp.{base}" for (sender, base) in ROUTES if PLANE_OF[sender] is plane
                     and sender is not Component.OPERATOR} | {"fp.audit"}
         assert literal == expected
@@ -64,6 +64,17 @@ def test_only_the_data_plane_reads_the_customers_source_topics_and_denies_cover_
     data_reads = {f"fp.{base}" for base in topics_read(Plane.DATA)}
     assert _denied(Plane.DATA, "READ") == platform - data_reads
     assert not _denied(Plane.CONTROL, "READ")
+
+
+def test_only_the_customer_plane_writes_and_creates_source_topics_and_never_a_platform_topic_off_its_routes() -> None:
+    for plane in Plane:
+        assert ("*" in _allowed(plane, "WRITE")) is (plane is Plane.CUSTOMER)
+        assert ("*" in _allowed(plane, "CREATE")) is (plane is Plane.CUSTOMER)
+    platform = {NAMES.name(t) for t in PLATFORM_TOPICS}
+    routed = {f"fp.{base}" for base in topics_written(Plane.CUSTOMER)}
+    assert _denied(Plane.CUSTOMER, "WRITE") == platform - routed
+    assert _denied(Plane.CUSTOMER, "CREATE") == platform  # the operator creates the platform's topics
+    assert "fp.control.commands" in _denied(Plane.CUSTOMER, "WRITE")
 
 
 def test_groups_and_transactional_ids_are_prefixed_per_component_of_the_plane() -> None:

@@ -14,6 +14,7 @@ from deploy.acls import deployment_acls, kafka_acls_arguments
 from deploy.cli import build_parser
 from deploy.kafka import KAFKA_VERSION
 from deploy.kafka_sasl import ALL_USERS, CREDENTIALS_ENV_VAR, CREDENTIALS_FILE, KafkaUsers, server_properties
+from deploy.supervisor import UpOptions
 from events.topics import TopicNames
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,10 +67,18 @@ def test_featureplane_command_parses_and_publishes_its_port() -> None:
     assert args.foreground
     assert args.host == "0.0.0.0"
     assert args.bootstrap == "kafka:9092"  # the compose service name and its advertised listener
-    assert args.secure
+    assert not args.insecure  # SASL logins and ACLs: the default of `up`
     assert f"{args.port}:{args.port}" in service["ports"]
     cmd = next(rest for instr, rest in _dockerfile() if instr == "CMD")
     assert shlex.split(cmd.replace('"', "").replace(",", " ").strip("[]")) == command
+
+
+def test_up_runs_the_broker_with_logins_and_acls_unless_insecure() -> None:
+    assert UpOptions(Path(".state")).secure
+    parser = build_parser()
+    assert not parser.parse_args(["up"]).insecure
+    assert not parser.parse_args(["up", "--secure"]).insecure  # the old opt-in flag: accepted, changes nothing
+    assert parser.parse_args(["up", "--insecure"]).insecure
 
 
 def test_every_file_the_dockerfile_copies_exists() -> None:
