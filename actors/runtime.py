@@ -3,7 +3,9 @@
 For each batch the runtime sends the policy's outputs, **their audit records** and the consumed offsets
 in a single transaction, so there is no cross-plane flow without an audit record and no audit record
 without a flow. If anything fails the transaction aborts, the consumer rewinds to the batch's first
-offsets and the batch is processed again; stores skip what they already applied.
+offsets and the batch is processed again; stores skip what they already applied. Only an output larger
+than Kafka takes is not retried as it is: the batch's records are then processed one per transaction, and
+the ones whose outputs are still too large go to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from events.audit import AuditRecord
 from events.codec import CODEC, Codec
 from events.data import RecordDeadLettered, SourceRange
 from events.envelope import Message
-from events.errors import DecodeError, FeatureplaneError
+from events.errors import DecodeError, FeatureplaneError, MessageTooLarge
 from events.planes import Component
 from events.shape import shape_problem
 from events.topics import DEAD_LETTER, PLATFORM_TOPICS, TopicNames
@@ -115,9 +117,15 @@ class ComponentRuntime:
         if not records:
             return 0
         try:
-            await self._process(records, producer)
+            try:
+                await self._process(records, producer)
+            except MessageTooLarge as exc:
+                self._log.warning("batch_output_too_large", error=exc.message, records=len(records))
+                for record in records:
+                    await self._process_alone(record, producer)
         except BaseException:
-            await consumer.rewind(_first_offsets(records))
+            # from the batch's first offsets, or past the records already committed one by one
+            await consumer.rewind(self._resume_offsets(records))
             raise
         self.batches += 1
         self.records += len(records)
@@ -145,6 +153,21 @@ class ComponentRuntime:
                           decision.consumed_audits)
             await txn.commit_offsets(_next_offsets(records), self._group_id)
         self._committed.update(_next_offsets(records))
+
+    async def _process_alone(self, record: Record, producer: TransactionalProducer) -> None:
+        """One record in its own transaction; if an output it causes is larger than Kafka takes, the record
+        goes to the dead-letter topic instead (with the reason), so it cannot block its partition."""
+        try:
+            await self._process([record], producer)
+        except MessageTooLarge as exc:
+            async with producer.transaction() as txn:
+                await publish(txn, self._codec, self._names, self._handler.component,
+                              [self.dead_letter(record, f"an output of this record is too large: {exc.message}")])
+                await txn.commit_offsets(_next_offsets([record]), self._group_id)
+            self._committed.update(_next_offsets([record]))
+
+    def _resume_offsets(self, records: Sequence[Record]) -> dict[tuple[str, int], int]:
+        return {tp: max(first, self._committed.get(tp, first)) for tp, first in _first_offsets(records).items()}
 
     def _inbound(self, record: Record) -> Inbound | str:
         """The record ready for the policy, or why it is refused for good."""
