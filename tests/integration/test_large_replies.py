@@ -12,10 +12,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from actors.bus import Outgoing
+from actors.kafka_bus import KafkaBus
 from actors.settings import Settings
 from deploy.client import Connection
 from deploy.cluster import Deployment, start_deployment
 from events.codec import CODEC
+from events.errors import MessageTooLarge
 from events.flows import Flow
 from events.topics import AUDIT, ONLINE_REPLIES
 from stores.metadata_key import MetadataKey, write_key_file
@@ -131,3 +134,21 @@ async def test_an_answer_too_large_for_any_reply_is_an_error_for_its_features_on
     assert [r["statuses"] for r in answer["result"]] == [["PRESENT"] * 3, ["ERROR"] * 3, ["PRESENT"] * 3]
     assert answer["result"][0]["features"] == ["x", "y", "z"]
     assert "errorMessages" in answer["result"][1]
+
+
+async def test_the_kafka_bus_refuses_a_message_over_its_limit_and_the_next_transaction_goes_through(
+        kafka_bootstrap: str) -> None:
+    topic = f"large-{uuid.uuid4().hex[:8]}"
+    bus = KafkaBus(kafka_bootstrap, client_id="large-test", max_message_bytes=10_000)
+    await bus.ensure_topics({topic: 1})
+    producer = await bus.transactional_producer(f"large-test-{uuid.uuid4().hex[:8]}")
+    try:
+        with pytest.raises(MessageTooLarge, match="larger than Kafka takes"):
+            async with producer.transaction() as txn:
+                await txn.send_all([Outgoing(topic, b"small"), Outgoing(topic, b"x" * 20_000)])
+        async with producer.transaction() as txn:
+            await txn.send_all([Outgoing(topic, b"after")])
+    finally:
+        await producer.close()
+        await bus.close()
+    assert [r.value for r in await read_topic(kafka_bootstrap, topic)] == [b"after"]  # the aborted one is gone
