@@ -50,9 +50,25 @@ DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 class KafkaTransaction:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
+        self._announced: list[str] = []
 
     async def send_all(self, messages: Sequence[Outgoing]) -> list[Coordinates]:
+        self._register_announced()
         return await _send_all(self._producer, messages)
+
+    def announce(self, topics: Sequence[str]) -> None:
+        self._announced.extend(topics)
+
+    def _register_announced(self) -> None:
+        """Add the announced topics' partitions to the transaction now, before this send adds its own (with
+        cached metadata `send` adds them without yielding): the sender then registers all of them in one
+        AddPartitionsToTxn request. A partition added and not written to just gets a commit marker. Without
+        metadata for a topic yet, its first send registers it as usual."""
+        manager, cluster = self._producer._txn_manager, self._producer.client.cluster
+        for topic in self._announced:
+            for partition in cluster.partitions_for_topic(topic) or ():
+                manager.maybe_add_partition_to_txn(TopicPartition(topic, partition))
+        self._announced.clear()
 
     async def commit_offsets(self, offsets: Mapping[tuple[str, int], int], group_id: str) -> None:
         if offsets:
@@ -221,7 +237,9 @@ class KafkaBus:
     def _producer_options(self) -> dict[str, Any]:
         return {
             "bootstrap_servers": self._bootstrap, "client_id": self._client_id,
-            "enable_idempotence": True, "acks": "all", "linger_ms": 1,
+            # No linger: `_send_all` queues a whole transaction's messages before the sender runs, and while a
+            # request is in flight the next messages batch up anyway; lingering only delayed every send.
+            "enable_idempotence": True, "acks": "all", "linger_ms": 0,
             "max_request_size": self._max_message_bytes, **self._security,
         }
 

@@ -56,6 +56,9 @@ class MemoryTransaction:
     async def commit_offsets(self, offsets: Mapping[tuple[str, int], int], group_id: str) -> None:
         self.offsets[group_id].update(offsets)
 
+    def announce(self, topics: Sequence[str]) -> None:
+        return None
+
 
 class MemoryProducer:
     def __init__(self, log: _Log, fail_on_commit: list[bool]) -> None:

@@ -11,7 +11,7 @@ the ones whose outputs are still too large go to the dead-letter topic.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ from events.envelope import Message
 from events.errors import DecodeError, FeatureplaneError, MessageTooLarge
 from events.planes import Component
 from events.shape import shape_problem
-from events.topics import DEAD_LETTER, PLATFORM_TOPICS, TopicNames
+from events.topics import AUDIT, DEAD_LETTER, PLATFORM_TOPICS, TopicNames
 
 _RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 _TOPICS = {topic.base: topic for topic in PLATFORM_TOPICS}
@@ -149,9 +149,13 @@ class ComponentRuntime:
         decision = await self._decide(batch)
         outputs = [*decision.outputs, *dead]
         async with producer.transaction() as txn:
-            await publish(txn, self._codec, self._names, self._handler.component, outputs,
-                          decision.consumed_audits)
-            await txn.commit_offsets(_next_offsets(records), self._group_id)
+            if outputs or decision.consumed_audits:
+                txn.announce([self._names.name(AUDIT)])
+            # The offsets join the transaction while its messages are being sent (each is a broker round
+            # trip of its own); the commit still waits for all of them.
+            await _together(
+                publish(txn, self._codec, self._names, self._handler.component, outputs, decision.consumed_audits),
+                txn.commit_offsets(_next_offsets(records), self._group_id))
         self._committed.update(_next_offsets(records))
 
     async def _process_alone(self, record: Record, producer: TransactionalProducer) -> None:
@@ -251,6 +255,18 @@ class ComponentRuntime:
         if self._consumer is None or self._producer is None:
             raise RuntimeError("ComponentRuntime.start() was not called")
         return self._consumer, self._producer
+
+
+async def _together(*steps: Awaitable[Any]) -> None:
+    """Run `steps` at once; if one fails, the others are cancelled (and awaited) and its error is raised."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
