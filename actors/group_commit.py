@@ -24,7 +24,7 @@ from events.codec import Codec
 from events.data import Coordinates
 from events.errors import FlowDenied, Unavailable
 from events.planes import Component
-from events.topics import TopicNames
+from events.topics import AUDIT, TopicNames
 
 # Callers per transaction at most: bounds the size of one transaction, and of what one failure aborts.
 MAX_GROUP = 256
@@ -66,6 +66,7 @@ class GroupCommit:
             group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
             try:
                 async with self._producer.transaction() as txn:
+                    txn.announce([self._names.name(AUDIT)])  # every caller's messages are audited
                     refused = await publish_groups(txn, self._codec, self._names, self._sender,
                                                    [(p.outputs, p.audits) for p in group])
             except Exception as exc:  # noqa: BLE001 - every caller of the aborted transaction gets the error

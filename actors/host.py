@@ -84,7 +84,8 @@ class ComponentHost:
         self._kind, self._instance = kind.value, f"{kind.value}-{instance}"
         self._stop = asyncio.Event()
         configure_logging(kind.value, json=settings.log_json)
-        bus = KafkaBus(settings.bootstrap_servers, client_id=self._instance, credentials=settings.kafka_credentials)
+        bus = KafkaBus(settings.bootstrap_servers, client_id=self._instance, credentials=settings.kafka_credentials,
+                       max_message_bytes=settings.max_message_bytes)
         self._closers.append(bus)
         await ensure_platform_topics(bus, settings)
         handler = await self._handler(settings, kind, bus)
@@ -111,7 +112,7 @@ class ComponentHost:
         if kind is ComponentKind.ONLINE_STORE:
             online = LmdbOnlineStore(store_dir)
             self._closers.append(online)
-            return OnlineStoreShard(names, online)
+            return OnlineStoreShard(names, online, max_reply_bytes=settings.online_reply_bytes)
         if kind is ComponentKind.EXTERNAL_COMPUTE:
             return ExternalCompute(names)
         if kind is ComponentKind.OFFLINE_STORE:

@@ -22,6 +22,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    MessageSizeTooLargeError,
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
@@ -31,7 +32,7 @@ from aiokafka.errors import (
 from actors.bus import Outgoing, Record, StartAt
 from actors.settings import KafkaCredentials
 from events.data import Coordinates
-from events.errors import BrokerUnavailable, PermissionDenied, Unavailable
+from events.errors import BrokerUnavailable, MessageTooLarge, PermissionDenied, Unavailable
 
 # The broker refused this principal (SASL login or ACL): retrying will not help.
 _REFUSED = (AuthenticationFailedError, SaslAuthenticationFailed, TopicAuthorizationFailedError,
@@ -45,14 +46,33 @@ _METADATA_MAX_AGE_MS = 3_000
 _FETCH_BYTES_PER_PARTITION = 16 * 1024 * 1024
 # How long closing a broken producer client may take before it is left to the garbage collector.
 _CLOSE_BROKEN_S = 5.0
+# The producers' max_request_size unless told otherwise: the broker's default message.max.bytes is a little
+# more (1 MiB plus the batch header), so a message this client accepts the broker accepts too.
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 class KafkaTransaction:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
+        self._announced: list[str] = []
 
     async def send_all(self, messages: Sequence[Outgoing]) -> list[Coordinates]:
+        self._register_announced()
         return await _send_all(self._producer, messages)
+
+    def announce(self, topics: Sequence[str]) -> None:
+        self._announced.extend(topics)
+
+    def _register_announced(self) -> None:
+        """Add the announced topics' partitions to the transaction now, before this send adds its own (with
+        cached metadata `send` adds them without yielding): the sender then registers all of them in one
+        AddPartitionsToTxn request. A partition added and not written to just gets a commit marker. Without
+        metadata for a topic yet, its first send registers it as usual."""
+        manager, cluster = self._producer._txn_manager, self._producer.client.cluster
+        for topic in self._announced:
+            for partition in cluster.partitions_for_topic(topic) or ():
+                manager.maybe_add_partition_to_txn(TopicPartition(topic, partition))
+        self._announced.clear()
 
     async def commit_offsets(self, offsets: Mapping[tuple[str, int], int], group_id: str) -> None:
         if offsets:
@@ -82,6 +102,11 @@ class KafkaTransactionalProducer:
             try:
                 async with self._producer.transaction():
                     yield KafkaTransaction(self._producer)
+            except MessageTooLarge as exc:
+                # Refused by the client before it was queued, the transaction just aborts; refused by the
+                # broker, the client has counted a sequence number for it (see below): renew.
+                self._renew_before_next = exc.by_broker
+                raise
             except KafkaError as exc:
                 # aiokafka keeps counting its idempotence sequence numbers past an aborted transaction (the
                 # Java client bumps the epoch instead), so after a broker restart every later send would be
@@ -149,9 +174,11 @@ class KafkaBus:
     """Creates clients for one broker (or cluster); `close()` stops the ones it keeps itself."""
 
     def __init__(self, bootstrap_servers: str, client_id: str = "featureplane",
-                 credentials: KafkaCredentials | None = None) -> None:
+                 credentials: KafkaCredentials | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
+        self._max_message_bytes = max_message_bytes
         self._security = security_options(credentials)
         self._plain: AIOKafkaProducer | None = None
 
@@ -214,8 +241,10 @@ class KafkaBus:
     def _producer_options(self) -> dict[str, Any]:
         return {
             "bootstrap_servers": self._bootstrap, "client_id": self._client_id,
-            "enable_idempotence": True, "acks": "all", "linger_ms": 1,
-            "max_request_size": 4 * 1024 * 1024, **self._security,
+            # No linger: `_send_all` queues a whole transaction's messages before the sender runs, and while a
+            # request is in flight the next messages batch up anyway; lingering only delayed every send.
+            "enable_idempotence": True, "acks": "all", "linger_ms": 0,
+            "max_request_size": self._max_message_bytes, **self._security,
         }
 
     def _consumer_options(self) -> dict[str, Any]:
@@ -238,8 +267,17 @@ def security_options(credentials: KafkaCredentials | None) -> dict[str, Any]:
 
 async def _send_all(producer: AIOKafkaProducer, messages: Sequence[Outgoing]) -> list[Coordinates]:
     # Queue every message first, then wait: the batch goes out in as few requests as possible.
-    futures = [await producer.send(m.topic, value=m.value, key=m.key) for m in messages]
-    metadata = await asyncio.gather(*futures)
+    futures = []
+    for m in messages:
+        try:
+            futures.append(await producer.send(m.topic, value=m.value, key=m.key))
+        except MessageSizeTooLargeError as exc:  # checked by the client before anything is queued
+            raise MessageTooLarge(f"a {len(m.value)}-byte message for topic {m.topic} is larger than "
+                                  f"Kafka takes: {exc}") from exc
+    try:
+        metadata = await asyncio.gather(*futures)
+    except MessageSizeTooLargeError as exc:  # the broker's own limit is lower than the client's
+        raise MessageTooLarge(f"the broker refused a message as too large: {exc}", by_broker=True) from exc
     return [Coordinates(md.topic, md.partition, md.offset) for md in metadata]
 
 

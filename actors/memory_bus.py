@@ -14,12 +14,20 @@ from contextlib import asynccontextmanager
 
 from actors.bus import Outgoing, Record, StartAt
 from events.data import Coordinates
+from events.errors import MessageTooLarge
 
 
 class _Log:
-    def __init__(self) -> None:
+    def __init__(self, max_message_bytes: int | None = None) -> None:
         self.topics: dict[str, list[Record]] = defaultdict(list)
         self.committed: dict[str, dict[tuple[str, int], int]] = defaultdict(dict)
+        self.max_message_bytes = max_message_bytes
+
+    def check_size(self, message: Outgoing) -> None:
+        """Refuse a message over the limit, as the Kafka producer does with its max_request_size."""
+        if self.max_message_bytes is not None and len(message.value) > self.max_message_bytes:
+            raise MessageTooLarge(f"a {len(message.value)}-byte message for topic {message.topic} is larger "
+                                  f"than {self.max_message_bytes} bytes")
 
     def append(self, message: Outgoing) -> Coordinates:
         records = self.topics[message.topic]
@@ -38,6 +46,7 @@ class MemoryTransaction:
         """The offsets the messages get on commit (one transaction at a time, as the tests use it)."""
         coordinates = []
         for message in messages:
+            self._log.check_size(message)
             pending = sum(1 for m in self.messages if m.topic == message.topic)
             offset = len(self._log.topics[message.topic]) + pending
             coordinates.append(Coordinates(message.topic, 0, offset))
@@ -46,6 +55,9 @@ class MemoryTransaction:
 
     async def commit_offsets(self, offsets: Mapping[tuple[str, int], int], group_id: str) -> None:
         self.offsets[group_id].update(offsets)
+
+    def announce(self, topics: Sequence[str]) -> None:
+        return None
 
 
 class MemoryProducer:
@@ -116,8 +128,9 @@ class MemoryConsumer:
 
 
 class MemoryBus:
-    def __init__(self) -> None:
-        self.log = _Log()
+    def __init__(self, max_message_bytes: int | None = None) -> None:
+        """`max_message_bytes`: messages larger than this are refused (None: no limit)."""
+        self.log = _Log(max_message_bytes)
         # Queue of booleans: True makes the next transaction's commit fail (tests of the retry path).
         self.fail_on_commit: list[bool] = []
 
@@ -144,6 +157,8 @@ class MemoryBus:
         return MemoryProducer(self.log, self.fail_on_commit)
 
     async def send(self, messages: Sequence[Outgoing]) -> list[Coordinates]:
+        for message in messages:
+            self.log.check_size(message)
         return [self.log.append(m) for m in messages]
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ import structlog
 
 from actors.bus import Bus, Consumer, stop_reading
 from events.codec import CODEC, Codec
+from events.data import OnlineRowsRead, StoredRow, TileState
 from events.envelope import Message
 from events.errors import DeadlineExceeded, DecodeError
 from events.shape import checked
@@ -30,6 +31,8 @@ class ReplyRouter:
         self._codec = codec
         self._on_message = on_message
         self._pending: dict[str, asyncio.Future[Message[Any]]] = {}
+        # request id -> the parts of a split reply read so far, by part number
+        self._parts: dict[str, dict[int, Message[OnlineRowsRead]]] = {}
         # correlation id -> (messages still expected, future): e.g. the changelog entries of an ingest
         self._correlated: dict[str, tuple[int, asyncio.Future[None]]] = {}
         self._consumer: Consumer | None = None
@@ -70,6 +73,7 @@ class ReplyRouter:
     def forget(self, request_id: str) -> None:
         """Stop waiting for `request_id` (answered, timed out or never sent)."""
         future = self._pending.pop(request_id, None)
+        self._parts.pop(request_id, None)
         if future is not None and not future.done():
             future.cancel()
 
@@ -116,5 +120,41 @@ class ReplyRouter:
         if getattr(message.body, "reply_to", None) != self.replica_id:
             return
         future = self._pending.get(message.body.request_id)
-        if future is not None and not future.done():
-            future.set_result(message)
+        if future is None or future.done():
+            return
+        if isinstance(message.body, OnlineRowsRead) and message.body.parts != 1:
+            joined = self._join_part(message)
+            if joined is None:
+                return  # more parts to come
+            message = joined
+        future.set_result(message)
+
+    def _join_part(self, message: Message[OnlineRowsRead]) -> Message[OnlineRowsRead] | None:
+        """The whole reply once every part of it has been read, else None (the part is kept)."""
+        body = message.body
+        if not 0 <= body.part < body.parts:
+            raise ValueError(f"part {body.part} of a reply in {body.parts} parts")
+        parts = self._parts.setdefault(body.request_id, {})
+        parts[body.part] = message
+        if len(parts) < body.parts:
+            return None
+        del self._parts[body.request_id]
+        return join_parts([parts[i] for i in sorted(parts)])
+
+
+def join_parts(parts: Sequence[Message[OnlineRowsRead]]) -> Message[OnlineRowsRead]:
+    """One reply from the parts of a split one (in part order): its answers in lookup order."""
+    rows: list[StoredRow | None] = []
+    tiles: list[tuple[TileState, ...] | None] = []
+    errors: list[str | None] = []
+    for part in sorted(parts, key=lambda p: p.body.first):
+        body = part.body
+        if body.first != len(rows):
+            raise ValueError(f"a reply part answers from lookup {body.first}, expected {len(rows)}")
+        rows.extend(body.rows)
+        tiles.extend(body.tiles or (None,) * len(body.rows))
+        errors.extend(body.errors or (None,) * len(body.rows))
+    first = parts[0].body
+    whole = OnlineRowsRead(first.request_id, first.reply_to, tuple(rows), tuple(tiles),
+                           errors=tuple(errors) if any(e is not None for e in errors) else ())
+    return Message(parts[0].envelope, whole)

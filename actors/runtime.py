@@ -3,13 +3,15 @@
 For each batch the runtime sends the policy's outputs, **their audit records** and the consumed offsets
 in a single transaction, so there is no cross-plane flow without an audit record and no audit record
 without a flow. If anything fails the transaction aborts, the consumer rewinds to the batch's first
-offsets and the batch is processed again; stores skip what they already applied.
+offsets and the batch is processed again; stores skip what they already applied. Only an output larger
+than Kafka takes is not retried as it is: the batch's records are then processed one per transaction, and
+the ones whose outputs are still too large go to the dead-letter topic.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,10 +23,10 @@ from events.audit import AuditRecord
 from events.codec import CODEC, Codec
 from events.data import RecordDeadLettered, SourceRange
 from events.envelope import Message
-from events.errors import DecodeError, FeatureplaneError
+from events.errors import DecodeError, FeatureplaneError, MessageTooLarge
 from events.planes import Component
 from events.shape import shape_problem
-from events.topics import DEAD_LETTER, PLATFORM_TOPICS, TopicNames
+from events.topics import AUDIT, DEAD_LETTER, PLATFORM_TOPICS, TopicNames
 
 _RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 _TOPICS = {topic.base: topic for topic in PLATFORM_TOPICS}
@@ -120,9 +122,15 @@ class ComponentRuntime:
         if not records:
             return 0
         try:
-            await self._process(records, producer)
+            try:
+                await self._process(records, producer)
+            except MessageTooLarge as exc:
+                self._log.warning("batch_output_too_large", error=exc.message, records=len(records))
+                for record in records:
+                    await self._process_alone(record, producer)
         except BaseException:
-            await consumer.rewind(_first_offsets(records))
+            # from the batch's first offsets, or past the records already committed one by one
+            await consumer.rewind(self._resume_offsets(records))
             raise
         self.batches += 1
         self.records += len(records)
@@ -146,10 +154,29 @@ class ComponentRuntime:
         decision = await self._decide(batch)
         outputs = [*decision.outputs, *dead]
         async with producer.transaction() as txn:
-            await publish(txn, self._codec, self._names, self._handler.component, outputs,
-                          decision.consumed_audits)
-            await txn.commit_offsets(_next_offsets(records), self._group_id)
+            if outputs or decision.consumed_audits:
+                txn.announce([self._names.name(AUDIT)])
+            # The offsets join the transaction while its messages are being sent (each is a broker round
+            # trip of its own); the commit still waits for all of them.
+            await _together(
+                publish(txn, self._codec, self._names, self._handler.component, outputs, decision.consumed_audits),
+                txn.commit_offsets(_next_offsets(records), self._group_id))
         self._committed.update(_next_offsets(records))
+
+    async def _process_alone(self, record: Record, producer: TransactionalProducer) -> None:
+        """One record in its own transaction; if an output it causes is larger than Kafka takes, the record
+        goes to the dead-letter topic instead (with the reason), so it cannot block its partition."""
+        try:
+            await self._process([record], producer)
+        except MessageTooLarge as exc:
+            async with producer.transaction() as txn:
+                await publish(txn, self._codec, self._names, self._handler.component,
+                              [self.dead_letter(record, f"an output of this record is too large: {exc.message}")])
+                await txn.commit_offsets(_next_offsets([record]), self._group_id)
+            self._committed.update(_next_offsets([record]))
+
+    def _resume_offsets(self, records: Sequence[Record]) -> dict[tuple[str, int], int]:
+        return {tp: max(first, self._committed.get(tp, first)) for tp, first in _first_offsets(records).items()}
 
     def _inbound(self, record: Record) -> Inbound | str:
         """The record ready for the policy, or why it is refused for good."""
@@ -233,6 +260,18 @@ class ComponentRuntime:
         if self._consumer is None or self._producer is None:
             raise RuntimeError("ComponentRuntime.start() was not called")
         return self._consumer, self._producer
+
+
+async def _together(*steps: Awaitable[Any]) -> None:
+    """Run `steps` at once; if one fails, the others are cancelled (and awaited) and its error is raised."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:

@@ -47,6 +47,12 @@ class Settings:
     gateway_max_in_flight: int = 64
     # Largest record accepted from a source topic or the ingest API (bigger ones are dead-lettered or refused).
     max_record_bytes: int = 256 * 1024
+    # Largest message a producer hands to Kafka (its max_request_size): at most the broker's
+    # message.max.bytes (1 MiB by default). A larger output is refused before it is sent.
+    max_message_bytes: int = 1024 * 1024
+    # The encoded answers one online-store reply carries; a larger reply goes as several parts. Well under
+    # max_message_bytes, which also holds the envelope and the record's framing.
+    online_reply_bytes: int = 512 * 1024
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers or ":" not in self.bootstrap_servers:
@@ -61,6 +67,8 @@ class Settings:
             raise ValueError("gateway_max_in_flight must be at least 1")
         if self.max_record_bytes < 1:
             raise ValueError("max_record_bytes must be at least 1")
+        if not 1024 <= self.online_reply_bytes <= self.max_message_bytes // 2:
+            raise ValueError("online_reply_bytes must be between 1024 and half of max_message_bytes")
         TopicNames(self.topic_prefix)  # validates the prefix
 
     @property

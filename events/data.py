@@ -135,6 +135,14 @@ class OnlineRowsRead:
     rows: tuple[StoredRow | None, ...]
     # aligned with the lookups: the tiles of lookups with a tile range, else None
     tiles: tuple[tuple[TileState, ...] | None, ...] = ()
+    # A reply too large for one Kafka message goes as `parts` messages (part 0.. parts-1); each answers the
+    # lookups from index `first` on, so the feature server joins them back in lookup order.
+    part: int = 0
+    parts: int = 1
+    first: int = 0
+    # aligned with `rows` (empty: none failed): why a lookup was not answered (e.g. its answer alone is
+    # larger than one reply may carry); its row and tiles are None
+    errors: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

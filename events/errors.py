@@ -13,6 +13,7 @@
     ├── Unauthenticated             no API key, or one that is unknown, revoked or wrong (401)
     ├── PermissionDenied            a valid principal without the role for the action (403)
     ├── FlowDenied                  a message on a cross-plane flow its sender may not use
+    ├── MessageTooLarge             a message larger than Kafka takes (the producer's max_request_size)
     ├── Unavailable (retriable)     a dependency (Kafka, a store) did not answer in time (503/504)
     │   ├── BrokerUnavailable       Kafka is unreachable: a message could not be handed to it (503)
     │   └── DeadlineExceeded        the answer did not come within the deadline (504)
@@ -87,6 +88,15 @@ class FlowDenied(FeatureplaneError):
     def __init__(self, message: str, *, flow: str) -> None:
         super().__init__(message)
         self.flow = flow
+
+
+class MessageTooLarge(FeatureplaneError):
+    """A message is larger than Kafka takes: sending it again will not help. `by_broker`: the broker
+    refused it (its limit is lower than the client's), not the client before sending."""
+
+    def __init__(self, message: str, *, by_broker: bool = False) -> None:
+        super().__init__(message)
+        self.by_broker = by_broker
 
 
 class Unavailable(FeatureplaneError):

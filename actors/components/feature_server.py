@@ -58,6 +58,8 @@ from events.topics import (
 )
 
 T = TypeVar("T")
+# One lookup's answer: the stored row, the tiles, and why the store could not answer it (None: it did)
+Answer = tuple[StoredRow | None, tuple[TileState, ...] | None, str | None]
 REGISTRY_SYNC_TIMEOUT_S = 5.0
 INGEST_TIMEOUT_S = 10.0
 MAX_LINEAGE_SOURCES = 100
@@ -84,7 +86,8 @@ class FeatureStatus(StrEnum):
     MISSING_DATA = "MISSING_DATA"
     CACHED_PRESENT = "CACHED_PRESENT"
     CACHED_MISSING_DATA = "CACHED_MISSING_DATA"
-    ERROR = "ERROR"  # a realtime view could not compute the feature; ServedFeature.error says why
+    # a realtime view could not compute the feature, or the store could not answer it; ServedFeature.error says why
+    ERROR = "ERROR"
     TIME_OUT = "TIME_OUT"  # the store did not answer within the request's latency budget
 
 
@@ -178,12 +181,17 @@ def assemble(ws: Workspace, service: FeatureServiceSpec, reply: OnlineRowsRead, 
     the latency budget, `context` is the request context of realtime views."""
     names = read_views(ws, service)
     tiles = reply.tiles or (None,) * len(reply.rows)
+    errors = reply.errors or (None,) * len(reply.rows)
     hits = list(cached) or [False] * len(names)
     late = list(timed_out) or [False] * len(names)
     by_view: dict[str, tuple[ServedFeature, ...]] = {}
-    for name, stored, view_tiles, hit, too_late in zip(names, reply.rows, tiles, hits, late, strict=True):
+    for name, stored, view_tiles, error, hit, too_late in zip(names, reply.rows, tiles, errors, hits, late,
+                                                              strict=True):
         features = _view_features(ws.feature_views[name], stored, view_tiles, now)
-        if too_late:
+        if error is not None:  # the store could not answer this lookup: its features say why
+            features = [replace(f, value=None, status=FeatureStatus.ERROR, event_time=None, error=error)
+                        for f in features]
+        elif too_late:
             features = [replace(f, value=None, status=FeatureStatus.TIME_OUT, event_time=None) for f in features]
         by_view[name] = tuple(replace(f, status=_FROM_CACHE[f.status]) if hit else f for f in features)
     served: list[ServedFeature] = []
@@ -318,7 +326,8 @@ class FeatureServer:
         # each entity's answers are `width` consecutive lookups (none for a service of request-only views)
         rows = [assemble(ws, service, OnlineRowsRead("", self.replica_id,
                                                      tuple(a[0] for a in answers[k * width:(k + 1) * width]),
-                                                     tuple(a[1] for a in answers[k * width:(k + 1) * width])),
+                                                     tuple(a[1] for a in answers[k * width:(k + 1) * width]),
+                                                     errors=tuple(a[2] for a in answers[k * width:(k + 1) * width])),
                          now, [hit is not None for hit in hits[k * width:(k + 1) * width]], context,
                          [i in late for i in range(k * width, (k + 1) * width)])
                 for k, context in enumerate(contexts)]
@@ -326,14 +335,13 @@ class FeatureServer:
 
     async def _read_missing(self, ws: Workspace, lookups: tuple[Lookup, ...], hits: Sequence[Cached | None],
                             received: Envelope, f1: AuditRecord, budget_s: float | None = None,
-                            ) -> tuple[list[tuple[StoredRow | None, tuple[TileState, ...] | None]], frozenset[int],
-                                       tuple[AuditRecord, ...]]:
+                            ) -> tuple[list[Answer], frozenset[int], tuple[AuditRecord, ...]]:
         """Each lookup's row and tiles: from the cache where it has them, else in one read from the store
         (flows F2/F3) that carries the F1 audit record. With a latency budget, a store that has not answered
         within it leaves its lookups unanswered: their indexes come back as the second item. When the cache
         has everything, the F1 record comes back as the third, to go out with the response's F4."""
-        answers: list[tuple[StoredRow | None, tuple[TileState, ...] | None]] = [
-            (hit.row, hit.tiles) if hit is not None else (None, None) for hit in hits]
+        answers: list[Answer] = [(hit.row, hit.tiles, None) if hit is not None else (None, None, None)
+                                 for hit in hits]
         missing = [i for i, hit in enumerate(hits) if hit is None]
         if not missing:
             return answers, frozenset(), (f1,)  # answered from the cache: F1 goes out with the F4
@@ -350,9 +358,10 @@ class FeatureServer:
         if not isinstance(reply.body, OnlineRowsRead):
             raise InvalidRequest(f"unexpected reply {type(reply.body).__name__}")
         tiles = reply.body.tiles or (None,) * len(missing)
-        for i, row, view_tiles in zip(missing, reply.body.rows, tiles, strict=True):
-            answers[i] = (row, view_tiles)
-            if self._cache is not None:
+        errors = reply.body.errors or (None,) * len(missing)
+        for i, row, view_tiles, error in zip(missing, reply.body.rows, tiles, errors, strict=True):
+            answers[i] = (row, view_tiles, error)
+            if self._cache is not None and error is None:
                 max_age = ws.feature_views[lookups[i].feature_view].serving_cache_max_age_s
                 self._cache.put(ws.name, lookups[i], row, view_tiles, asked_at, max_age)
         return answers, frozenset(), ()

@@ -7,20 +7,35 @@ from collections.abc import Sequence
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
 from events.codec import CODEC, Codec
-from events.data import OnlineRowsRead, OnlineRowsWritten, ReadOnlineRows, WriteOnlineRows, WriteTiles
+from events.data import (
+    Lookup,
+    OnlineRowsRead,
+    OnlineRowsWritten,
+    ReadOnlineRows,
+    StoredRow,
+    TileState,
+    WriteOnlineRows,
+    WriteTiles,
+)
 from events.envelope import Message
 from events.planes import Component
 from events.topics import ONLINE_CHANGELOG, ONLINE_READS, ONLINE_REPLIES, ONLINE_WRITES, TopicNames
 from stores.online import OnlineStore, OnlineWrite
 
+# The encoded answers one reply message carries at most; a larger reply is split into parts. Well under
+# Kafka's default message limit (1 MiB), which also has to hold the envelope and the record's framing.
+MAX_REPLY_BYTES = 512 * 1024
+
 
 class OnlineStoreShard:
     component = Component.ONLINE_STORE
 
-    def __init__(self, names: TopicNames, store: OnlineStore, codec: Codec = CODEC) -> None:
+    def __init__(self, names: TopicNames, store: OnlineStore, codec: Codec = CODEC,
+                 max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
         self._names = names
         self._store = store
         self._codec = codec
+        self._max_reply_bytes = max_reply_bytes
 
     def subscriptions(self) -> Sequence[str]:
         return [self._names.name(ONLINE_WRITES), self._names.name(ONLINE_READS)]
@@ -56,7 +71,41 @@ class OnlineStoreShard:
             tiles = tuple(None if lookup.tile_range is None else self._store.read_tiles(
                 workspace, lookup.feature_view, lookup.entity_key, *lookup.tile_range) for lookup in request.lookups)
             reply = OnlineRowsRead(request.request_id, request.reply_to, tuple(rows), tiles)
-            outputs.append(Outbound(ONLINE_REPLIES, self._codec.message(
-                reply, producer=self.component, workspace=message.envelope.workspace,
-                caused_by=message.envelope)))
+            outputs.extend(Outbound(ONLINE_REPLIES, self._codec.message(
+                part, producer=self.component, workspace=workspace, caused_by=message.envelope))
+                for part in split_reply(reply, request.lookups, self._max_reply_bytes, self._codec))
         return Decision(outputs)
+
+
+def split_reply(reply: OnlineRowsRead, lookups: Sequence[Lookup], budget: int,
+                codec: Codec = CODEC) -> list[OnlineRowsRead]:
+    """`reply` as parts whose answers each encode to at most about `budget` bytes (a Kafka message has a
+    size limit, and a transaction that cannot send its reply would be retried forever). A lookup whose
+    answer alone is larger is answered with an error instead of its row and tiles."""
+    if len(codec.encode_value(reply)) <= budget:
+        return [reply]  # the usual case: one encoding of the whole, no sizing of each answer
+    tiles = reply.tiles or (None,) * len(reply.rows)
+    sizes = [_answer_bytes(row, view_tiles, codec) for row, view_tiles in zip(reply.rows, tiles, strict=True)]
+    answers: list[tuple[StoredRow | None, tuple[TileState, ...] | None, str | None]] = [
+        (None, None, f"the stored answer for feature view '{lookup.feature_view}' is {size} bytes, more than "
+                     f"one reply may carry ({budget} bytes)") if size > budget else (row, view_tiles, None)
+        for row, view_tiles, size, lookup in zip(reply.rows, tiles, sizes, lookups, strict=True)]
+    groups: list[tuple[int, int]] = []  # [first, end) of each part
+    start, filled = 0, 0
+    for i, (_, _, error) in enumerate(answers):
+        size = len(error) if error is not None else sizes[i]
+        if i > start and filled + size > budget:
+            groups.append((start, i))
+            start, filled = i, 0
+        filled += size
+    groups.append((start, len(answers)))
+    return [OnlineRowsRead(reply.request_id, reply.reply_to, tuple(a[0] for a in answers[first:end]),
+                           tuple(a[1] for a in answers[first:end]), part, len(groups), first,
+                           tuple(a[2] for a in answers[first:end]))
+            for part, (first, end) in enumerate(groups)]
+
+
+def _answer_bytes(row: StoredRow | None, tiles: Sequence[TileState] | None, codec: Codec) -> int:
+    """About what one lookup's answer adds to an encoded reply."""
+    size = 1 if row is None else len(codec.encode_value(row))
+    return size + sum(len(codec.encode_value(tile)) for tile in tiles or ())

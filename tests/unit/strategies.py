@@ -61,6 +61,8 @@ rows = st.builds(data.FeatureRow, st.lists(scalars, min_size=1, max_size=3).map(
 ranges = st.builds(data.SourceRange, names, st.integers(0, 100), st.integers(0, 2**40), st.integers(0, 2**40))
 lookups = st.builds(data.Lookup, names, st.lists(scalars, min_size=1, max_size=3).map(tuple))
 stored = st.builds(data.StoredRow, rows, names)
+tile_states = st.builds(data.TileState, st.floats(allow_nan=False, allow_infinity=False),
+                        st.lists(numbers, max_size=3).map(tuple), names)
 components = st.sampled_from(Component)
 
 
@@ -92,6 +94,11 @@ bodies = st.one_of(
               st.integers(0, 10_000), ranges),
     st.builds(data.ReadOnlineRows, names, st.lists(lookups, max_size=3).map(tuple), names),
     st.builds(data.OnlineRowsRead, names, names, st.lists(st.none() | stored, max_size=3).map(tuple)),
+    # a part of a split reply: tiles and per-lookup errors too
+    st.builds(data.OnlineRowsRead, names, names, st.lists(st.none() | stored, max_size=3).map(tuple),
+              st.lists(st.none() | st.lists(tile_states, max_size=2).map(tuple), max_size=3).map(tuple),
+              st.integers(0, 10), st.integers(1, 10), st.integers(0, 1000),
+              st.lists(st.none() | text, max_size=3).map(tuple)),
     st.builds(data.RecordDeadLettered, text, ranges, st.binary(max_size=64)),
     audit_records(),
     st.builds(audit.QueryAuditLog, names, names, st.integers(0, 10_000)),
