@@ -14,7 +14,7 @@ metadata, and it is emptied as it ships).
 Durability: `LmdbAuditSpool` commits without fsync (LMDB `sync=False`). A committed append is in the OS
 page cache, which outlives the process: a SIGKILLed or crashed feature server loses nothing. A power
 loss or kernel crash may lose the appends since the last flush; `sync()` flushes (the shipper calls it
-now and then), so that window is bounded too. One fsync per answer would cost more than the answer.
+while records wait for an absent broker). One fsync per answer would cost more than the answer.
 
 Layout: sub-database `records` (key: 8-byte big-endian sequence number, so LMDB's order is the append
 order; value: the encoded record) and `meta` (format version, next sequence number). Sequence numbers
