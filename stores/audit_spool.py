@@ -160,10 +160,12 @@ class LmdbAuditSpool(ClosableStore):
         removed = 0
         with lmdb_errors(self._what), self._env.begin(write=True, db=self._records_db) as txn:
             cursor = txn.cursor()
-            # delete() moves the cursor to the next record, so the loop walks from the oldest on
-            while cursor.first() and int.from_bytes(cursor.key(), "big") <= seq:
+            # delete() leaves the cursor on the next record (no key past the last one): oldest on, one walk
+            key = cursor.key() if cursor.first() else b""
+            while key and int.from_bytes(key, "big") <= seq:
                 cursor.delete()
                 removed += 1
+                key = cursor.key()
         self._count -= removed
         return removed
 
