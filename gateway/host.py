@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +16,12 @@ from actors.logs import configure_logging
 from actors.settings import Settings
 from gateway.admin import JOBS_KEY
 from gateway.app import create_app
+from stores.audit_spool import LmdbAuditSpool
+
+
+def audit_spool_dir(settings: Settings, replica_id: str) -> Path:
+    """Where a feature server replica spools the audit records of its answers (stores/audit_spool.py)."""
+    return settings.store_dir(f"feature_server-{replica_id}") / "audit-spool"
 
 
 class FeatureServerHost:
@@ -25,6 +32,7 @@ class FeatureServerHost:
         self._runner: web.AppRunner | None = None
         self._bus: KafkaBus | None = None
         self._jobs: JobTableFollower | None = None
+        self._spool: LmdbAuditSpool | None = None
         self.url = ""
 
     async def start(self, settings: Settings, replica_id: str) -> str:
@@ -34,9 +42,12 @@ class FeatureServerHost:
                              credentials=settings.kafka_credentials)
         cache = ServingCache(settings.serving_cache_max_age_s, settings.serving_cache_entries) \
             if settings.serving_cache_max_age_s > 0 else None
+        # The replica's own folder, the same after Ray restarts it: the new incarnation ships what the
+        # killed one had spooled.
+        self._spool = LmdbAuditSpool(audit_spool_dir(settings, replica_id))
         self._server = FeatureServer(self._bus, settings.topics, replica_id,
                                      read_timeout_s=settings.read_timeout_s, cache=cache,
-                                     max_record_bytes=settings.max_record_bytes)
+                                     max_record_bytes=settings.max_record_bytes, audit_spool=self._spool)
         await self._server.start()
         self._jobs = JobTableFollower(self._bus, settings.topics)
         await self._jobs.start()
@@ -74,3 +85,6 @@ class FeatureServerHost:
         if self._bus is not None:
             await self._bus.close()
             self._bus = None
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None

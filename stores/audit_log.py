@@ -10,6 +10,11 @@ also keeps an `index` sub-database (key: term, NUL, sequence number) so that lin
 by correlation or causation id read a handful of links instead of the whole chain; the index is not
 covered by the hash chain (it can always be rebuilt from the links, and is, for links it lacks).
 
+A term that starts with `UNIQUE` names one record: a record with such a term already in the index (or
+earlier in the same append) is not chained again. The feature server's spooled records (HTTP flows, sent
+again when its process died between Kafka taking them and the spool dropping them) carry one, their record
+id; records of Kafka messages need none (their offsets make them idempotent) and cost nothing extra.
+
 Other processes (the CLI, tests) can open the store read-only while the writer has it open; LMDB serves
 them consistent snapshots. A second open
 inside the writer's own process is refused by LMDB (its locks belong to the process).
@@ -47,11 +52,13 @@ AuditItem = tuple[Coordinates, bytes]
 # encoded record by the caller, since the store never decodes records.
 IndexTerms = Callable[[bytes], Iterable[str]]
 _INDEXED_THROUGH_KEY = b"indexed_through"  # meta: links below this sequence number are indexed
+UNIQUE = "!"  # an index term starting with this names one record: it is chained once
 
 
 class AuditStore(Protocol):
     def append(self, records: Sequence[AuditItem]) -> int:
-        """Chain the records not applied yet, with their offsets, in one transaction; how many were."""
+        """Chain the records not applied yet (and not already chained under a `UNIQUE` term), with their
+        offsets, in one transaction; how many were chained."""
         ...
 
     def links(self, start: int = 0) -> Iterator[ChainLink]:
@@ -110,13 +117,18 @@ class InMemoryAuditStore(ClosableStore):
         self._check_open()
         to_apply, next_offsets = split_applied(records, self._applied, _coordinates_of)
         prev = self._links[-1] if self._links else None
+        chained = 0
         for record in _records(to_apply):
+            terms = list(self._index_terms(record)) if self._index_terms else []
+            if any(t.startswith(UNIQUE) and t in self._index for t in terms):
+                continue
             prev = chain(prev, record)
             self._links.append(prev)
-            for term in self._index_terms(record) if self._index_terms else ():
+            chained += 1
+            for term in terms:
                 self._index.setdefault(term, []).append(prev.seq)
         self._applied = next_offsets
-        return len(to_apply)
+        return chained
 
     def links(self, start: int = 0) -> Iterator[ChainLink]:
         self._check_open()
@@ -207,20 +219,37 @@ class LmdbAuditStore(ClosableStore):
             # The chain's tail is read inside the write transaction too, which LMDB serialises.
             cursor = txn.cursor(db=self._links_db)
             prev = _unpack_link(cursor.key(), cursor.value(), strict=True) if cursor.last() else None
+            chained = 0
             for record in _records(to_apply):
+                terms = list(self._index_terms(record)) if self._index_terms else []
+                if self._chained_before(txn, terms):
+                    continue  # the applied offsets still move past it: it is taken, once
                 prev = chain(prev, record)
                 # append=True: LMDB's fast path for keys past the last one; it refuses any other key.
                 txn.put(_seq_key(prev.seq), _pack_link(prev), append=True, db=self._links_db)
-                self._put_terms(txn, prev)
+                self._put_terms(txn, prev.seq, terms)
+                chained += 1
             if self._index_db is not None and prev is not None:
                 txn.put(_INDEXED_THROUGH_KEY, _seq_key(prev.seq + 1), db=self._meta_db)
-        return len(to_apply)
+        return chained
 
-    def _put_terms(self, txn: Any, link: ChainLink) -> None:
-        if self._index_terms is None or self._index_db is None:
+    def _chained_before(self, txn: Any, terms: Sequence[str]) -> bool:
+        """A `UNIQUE` term of the record is in the index already (this transaction's puts included)."""
+        if self._index_db is None:
+            return False
+        for term in terms:
+            if term.startswith(UNIQUE):
+                prefix = term.encode() + b"\0"
+                cursor = txn.cursor(db=self._index_db)
+                if cursor.set_range(prefix) and cursor.key().startswith(prefix):
+                    return True
+        return False
+
+    def _put_terms(self, txn: Any, seq: int, terms: Iterable[str]) -> None:
+        if self._index_db is None:
             return
-        for term in self._index_terms(link.record):
-            txn.put(_index_key(term, link.seq), b"", db=self._index_db)
+        for term in terms:
+            txn.put(_index_key(term, seq), b"", db=self._index_db)
 
     def _index_missing_links(self) -> None:
         """Index the links a writer without an index appended (or an older version), in chunks."""
@@ -242,7 +271,7 @@ class LmdbAuditStore(ClosableStore):
             return
         with lmdb_errors(self._what), self._env.begin(write=True) as txn:
             for link in links:
-                self._put_terms(txn, link)
+                self._put_terms(txn, link.seq, self._index_terms(link.record) if self._index_terms else ())
             txn.put(_INDEXED_THROUGH_KEY, _seq_key(links[-1].seq + 1), db=self._meta_db)
 
     def find(self, term: str, limit: int) -> list[ChainLink]:

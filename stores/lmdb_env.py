@@ -25,11 +25,14 @@ from stores.offsets import (
 T = TypeVar("T")
 
 
-def open_lmdb_env(path: Path, *, map_size: int, readonly: bool, what: str) -> lmdb.Environment:
+def open_lmdb_env(path: Path, *, map_size: int, readonly: bool, what: str, sync: bool = True) -> lmdb.Environment:
+    """`sync=False`: a commit is not flushed to disk (no fsync); it is in the OS page cache, so it survives
+    the process being killed, not the machine losing power."""
     try:
         if not readonly:
             path.mkdir(parents=True, exist_ok=True)
-        return lmdb.open(str(path), map_size=map_size, readonly=readonly, create=not readonly, max_dbs=4)
+        return lmdb.open(str(path), map_size=map_size, readonly=readonly, create=not readonly, max_dbs=4,
+                         sync=sync)
     except (lmdb.Error, OSError) as exc:
         # Among the causes: LMDB refuses to open one environment twice in a process, because its locks
         # belong to the process; a reader in the writer's process must use the writer's store.
@@ -56,9 +59,10 @@ def applying(env: lmdb.Environment, meta_db: lmdb._Database, items: Sequence[T],
 
 
 def open_store_env(path: Path, names: Sequence[bytes], *, data_db: bytes, map_size: int, readonly: bool,
-                   supported: int, what: str) -> tuple[lmdb.Environment, dict[bytes, lmdb._Database]]:
+                   supported: int, what: str, sync: bool = True,
+                   ) -> tuple[lmdb.Environment, dict[bytes, lmdb._Database]]:
     """Open a store's environment and sub-databases and check its format version; closes it on failure."""
-    env = open_lmdb_env(path, map_size=map_size, readonly=readonly, what=what)
+    env = open_lmdb_env(path, map_size=map_size, readonly=readonly, what=what, sync=sync)
     try:
         dbs = dict(zip(names, open_lmdb_dbs(env, names, readonly=readonly, what=what), strict=True))
         check_lmdb_meta(env, dbs[b"meta"], dbs[data_db], readonly=readonly, supported=supported, what=what)

@@ -11,7 +11,7 @@ from events.codec import CODEC, Codec
 from events.errors import FeatureplaneError
 from events.planes import Component
 from events.topics import AUDIT, AUDIT_QUERIES, AUDIT_REPLIES, TopicNames
-from stores.audit_log import AuditStore
+from stores.audit_log import UNIQUE, AuditStore
 
 MAX_QUERY_LIMIT = 10_000
 # Records sharing one correlation id: one request, ingest or batch and what it caused; far fewer than this.
@@ -20,7 +20,10 @@ MAX_INDEXED_CANDIDATES = 100_000
 
 def index_terms(codec: Codec = CODEC) -> Callable[[bytes], list[str]]:
     """The audit store's index terms of an encoded record: its correlation and causation ids, which
-    lineage and audit queries look records up by."""
+    lineage and audit queries look records up by; and for a record of an HTTP flow (no Kafka topic), its
+    record id as a `UNIQUE` term. Those come from the feature server's spool, which sends a record again
+    when its process died before it could drop the record after Kafka took it: the store chains it once.
+    Records of Kafka messages are made idempotent by their offsets and need no such term."""
     def terms(encoded: bytes) -> list[str]:
         try:
             record = codec.decode(encoded).body
@@ -28,7 +31,8 @@ def index_terms(codec: Codec = CODEC) -> Callable[[bytes], list[str]]:
             return []  # an undecodable record is found by scans (and reported by verify), not by id
         if not isinstance(record, AuditRecord):
             return []
-        return [term for term in (_term("c", record.correlation_id), _term("k", record.causation_id)) if term]
+        unique = _term(f"{UNIQUE}r", record.record_id) if record.topic == "" else ""
+        return [term for term in (_term("c", record.correlation_id), _term("k", record.causation_id), unique) if term]
     return terms
 
 

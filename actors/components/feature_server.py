@@ -3,6 +3,10 @@
 A request becomes one read request to the online store, sent in a transaction with the audit records
 of the request (F1) and the read (F2); the online store's reply (F3) is audited by the store; the
 response (F4) is audited once the gateway has its bytes.
+
+The records of flows that are no Kafka message (F4, F1 of a request the cache answered whole, F1 denied)
+are written to the audit spool before the answer leaves and shipped to Kafka in the background
+(actors/audit_shipper.py): an answer never waits for Kafka.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from actors.audit_shipper import AuditShipper
 from actors.auditing import make_record
 from actors.bus import Bus, TransactionalProducer
 from actors.components.auth import Authenticator
@@ -56,6 +61,7 @@ from events.topics import (
     ONLINE_REPLIES,
     TopicNames,
 )
+from stores.audit_spool import AuditSpool, InMemoryAuditSpool
 
 T = TypeVar("T")
 # One lookup's answer: the stored row, the tiles, and why the store could not answer it (None: it did)
@@ -256,7 +262,7 @@ class FeatureServer:
 
     def __init__(self, bus: Bus, names: TopicNames, replica_id: str, *, read_timeout_s: float,
                  codec: Codec = CODEC, cache: ServingCache | None = None,
-                 max_record_bytes: int = MAX_RECORD_BYTES) -> None:
+                 max_record_bytes: int = MAX_RECORD_BYTES, audit_spool: AuditSpool | None = None) -> None:
         self._bus = bus
         self._max_record_bytes = max_record_bytes
         self._names = names
@@ -274,6 +280,9 @@ class FeatureServer:
         # Request paths hand their messages to Kafka through this (in shared transactions, see GroupCommit),
         # so none waits on an absent broker.
         self._sends = DetachedPublisher(self._commits_or_fail, self.component, read_timeout_s)
+        # Without a spool of its own (unit tests) the records wait in memory, and die with the process.
+        self.audits = AuditShipper(audit_spool if audit_spool is not None else InMemoryAuditSpool(),
+                                   self._commits_or_fail, codec, self.component)
 
     async def start(self) -> None:
         await self.follower.start()
@@ -282,8 +291,10 @@ class FeatureServer:
         self._producer = await self._bus.transactional_producer(
             f"{self._names.prefix}.feature-server.{self.replica_id}")
         self._commits = GroupCommit(self._producer, self._codec, self._names, self.component, self._bus.send)
+        self.audits.start()  # first ships what a previous incarnation left in the spool
 
     async def close(self) -> None:
+        await self.audits.close()
         await self._sends.close()
         await self._replies.close()
         await self.follower.close()
@@ -449,15 +460,16 @@ class FeatureServer:
         f1 = make_record(Flow.F1, Component.CUSTOMER_APP, self.component, received,
                          subject=request.feature_service, message_count=1, row_count=0,
                          byte_count=len(request.payload), digest=hashlib.sha256(request.payload).hexdigest())
-        await self._sends.audit([replace(f1, outcome=Outcome.DENIED)])
+        self.audits.audit([replace(f1, outcome=Outcome.DENIED)])
 
     async def audit_response(self, served: ServedFeatures | ServedBatch, payload: bytes) -> None:
         """Record the F4 flow: the response bytes as they leave for the customer's application (with the
-        request's F1 record when the cache answered it)."""
+        request's F1 record when the cache answered it), in the audit spool; BrokerUnavailable when the
+        spool is full (the broker has been away too long)."""
         f4 = make_record(Flow.F4, self.component, Component.CUSTOMER_APP, served.request,
                          subject=served.service, message_count=1, row_count=served.value_count(),
                          byte_count=len(payload), digest=hashlib.sha256(payload).hexdigest())
-        await self._sends.audit([*served.unaudited, f4])
+        self.audits.audit([*served.unaudited, f4])
 
     async def recent_audit(self, limit: int, asked_by: str, /, **filters: Any) -> AuditLogAnswered:
         """The newest audit records matching `filters` (see QueryAuditLog; `principal` among them filters

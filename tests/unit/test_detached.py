@@ -76,41 +76,6 @@ async def test_a_request_gets_broker_unavailable_at_the_deadline_and_its_message
     assert "s1" in _audited(bus)
 
 
-async def test_audits_do_not_hold_requests_while_the_broker_is_away_and_all_arrive_once() -> None:
-    bus = MemoryBus()
-    producer = AwayBroker(bus)
-    sends = DetachedPublisher(commits_of(producer), Component.FEATURE_SERVER, TIMEOUT_S)
-    await asyncio.wait_for(sends.audit([_f1(1)]), 1)  # waits its timeout, then stops waiting: broker away
-    await asyncio.wait_for(sends.audit([_f1(2)]), TIMEOUT_S / 2)  # one is overdue already: this one does not wait
-    producer.back.set()
-    await sends.close()
-    assert sorted(_audited(bus)) == ["s1", "s2"]
-
-
-async def test_while_the_broker_answers_every_audit_waits_for_its_own_record() -> None:
-    bus = MemoryBus()
-    producer = AwayBroker(bus)
-    producer.back.set()  # commits go through (each after a turn of the loop)
-    sends = DetachedPublisher(commits_of(producer), Component.FEATURE_SERVER, 30.0)
-
-    async def audited_before_return(n: int) -> bool:
-        await sends.audit([_f1(n)])
-        return f"s{n}" in _audited(bus)
-
-    assert await asyncio.gather(*(audited_before_return(n) for n in range(20))) == [True] * 20
-    await sends.close()
-
-
-async def test_an_audit_whose_transaction_fails_is_sent_again() -> None:
-    bus = MemoryBus()
-    bus.fail_on_commit.extend([True])
-    producer = MemoryProducer(bus.log, bus.fail_on_commit)
-    sends = DetachedPublisher(commits_of(producer), Component.FEATURE_SERVER, 30.0)
-    await sends.audit([_f1(1)])
-    await sends.close()
-    assert _audited(bus) == ["s1"]
-
-
 def test_the_gateway_answers_503_when_kafka_is_unreachable() -> None:
     response = response_for(BrokerUnavailable("Kafka did not take the message within 3s"))
     assert response.status == 503
