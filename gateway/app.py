@@ -12,7 +12,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from actors.components.feature_server import FeatureRequest, FeatureServer
+from actors.components.feature_server import FeatureServer
+from actors.components.serving import FeatureRequest
 from events.access import Action, PrincipalSpec
 from events.errors import FeatureplaneError, InvalidRequest, PermissionDenied
 from events.flows import Flow

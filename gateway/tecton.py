@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from actors.components.feature_server import FeatureRequest, ServedBatch, ServedFeatures
+from actors.components.serving import FeatureRequest, ServedBatch, ServedFeatures
 from events.errors import InvalidRequest
 from events.registry import Workspace
 from events.specs import FeatureServiceSpec

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from actors.components.control_plane import decide_apply
-from actors.components.feature_server import FeatureStatus, assemble
 from actors.components.ingest import plan_ingest
+from actors.components.serving import FeatureStatus, assemble
 from events.codec import CODEC
 from events.control import ApplyRepo
 from events.data import FeatureRow, OnlineRowsRead, StoredRow

@@ -12,7 +12,8 @@ import pytest
 
 from actors.components import cache as cache_module
 from actors.components.cache import ServingCache
-from actors.components.feature_server import (
+from actors.components.realtime import compute, input_types
+from actors.components.serving import (
     FeatureStatus,
     ServedFeatures,
     assemble,
@@ -20,7 +21,6 @@ from actors.components.feature_server import (
     plan_lookups,
     read_views,
 )
-from actors.components.realtime import compute, input_types
 from actors.components.tiling import TileBuilder, aggregate_values
 from events.codec import CODEC
 from events.data import FeatureRow, Lookup, OnlineRowsRead, StoredRow

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.bus import Outgoing
-from actors.components.feature_server import FeatureStatus, assemble
 from actors.components.online_store import OnlineStoreShard, split_reply
+from actors.components.serving import FeatureStatus, assemble
 from actors.memory_bus import MemoryBus
 from actors.replies import ReplyRouter, join_parts
 from actors.runtime import ComponentRuntime

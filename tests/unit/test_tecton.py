@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from actors.components.control_plane import decide_apply
-from actors.components.feature_server import FeatureStatus, ServedFeature, ServedFeatures, assemble
+from actors.components.serving import FeatureStatus, ServedFeature, ServedFeatures, assemble
 from events.codec import CODEC
 from events.control import ApplyRepo
 from events.data import FeatureRow, OnlineRowsRead, StoredRow
