@@ -11,6 +11,7 @@ from events.errors import (
     FeatureplaneError,
     FlowDenied,
     InvalidRequest,
+    MessageTooLarge,
     NotFound,
     PermissionDenied,
     Unauthenticated,
@@ -27,6 +28,8 @@ _STATUS: list[tuple[type[FeatureplaneError], int, str]] = [
     (FlowDenied, 403, "PERMISSION_DENIED"),
     (BrokerUnavailable, 503, "UNAVAILABLE"),  # Kafka is away: try again shortly, nothing hangs
     (DeadlineExceeded, 504, "DEADLINE_EXCEEDED"),
+    # what the request would send is more than one Kafka message may carry (e.g. an ingest batch)
+    (MessageTooLarge, 413, "PAYLOAD_TOO_LARGE"),
     (Unavailable, 503, "UNAVAILABLE"),
 ]
 

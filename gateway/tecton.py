@@ -107,7 +107,7 @@ def render_get_features(served: ServedFeatures, options: MetadataOptions) -> dic
             entry["status"] = feature.status.value
         if options.include_effective_times and feature.event_time is not None:
             entry["effectiveTime"] = feature.event_time.isoformat().replace("+00:00", "Z")
-        if feature.error is not None:  # a realtime feature that could not be computed says why, always
+        if feature.error is not None:  # a feature served ERROR (a realtime view failed, a reply too large) says why
             entry["errorMessage"] = feature.error
         metadata.append(entry)
     return {"result": {"features": [f.value for f in served.features]}, "metadata": {"features": metadata}}
@@ -170,7 +170,7 @@ def render_get_features_batch(served: ServedBatch, options: MetadataOptions) -> 
         entry: dict[str, Any] = {"features": [f.value for f in row]}
         if options.include_serving_status:
             entry["statuses"] = [f.status.value for f in row]
-        if any(f.error is not None for f in row):  # realtime features that could not be computed say why
+        if any(f.error is not None for f in row):  # features served ERROR say why
             entry["errorMessages"] = [f.error for f in row]
         results.append(entry)
     metadata = [{k: v for k, v in f.items() if k in ("name", "dataType")} for f in shape["metadata"]["features"]]
