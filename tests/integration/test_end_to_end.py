@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,27 +14,16 @@ import polars as pl
 import pytest
 
 from deploy.cluster import Deployment
-from events.audit import AuditRecord
 from events.codec import CODEC
 from events.data import RecordDeadLettered
-from events.flows import Flow
-from events.planes import Component
 from events.topics import (
-    AUDIT_QUERIES,
-    AUDIT_REPLIES,
-    CONTROL_COMMANDS,
-    CONTROL_EVENTS,
     DEAD_LETTER,
     OFFLINE_WRITES,
-    ONLINE_CHANGELOG,
-    ONLINE_READS,
-    ONLINE_REPLIES,
     ONLINE_WRITES,
 )
 from sdk.offline import OfflineFeatures
 from sdk.offline_lineage import offline_row_writer
 from sdk.repo import load_repo
-from stores.audit_log import LmdbAuditStore
 from stores.offline import ParquetOfflineStore
 from tests.integration.helpers import (
     apply,
@@ -47,6 +35,7 @@ from tests.integration.helpers import (
     read_topic,
     write_repo,
 )
+from tests.integration.reliability import assert_every_data_message_audited_once
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +111,7 @@ async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audite
     assert sorted(d.payload for d in dead) == sorted(MALFORMED)
     assert any("expected float64" in d.reason for d in dead)
 
-    await _assert_every_flow_audited_exactly_once(deployment, kafka_bootstrap, topic, len(payloads))
+    await assert_every_data_message_audited_once(deployment, kafka_bootstrap, topic, len(payloads))
     await _assert_lineage_names_the_source_offsets(deployment, topic, admin_key, payloads)
 
 
@@ -161,58 +150,3 @@ async def _assert_lineage_names_the_source_offsets(deployment: Deployment, topic
         assert offline_chain["write"]["topic"] == deployment.settings.topics.name(OFFLINE_WRITES)
         (offline_source,) = [s for s in offline_chain["sources"] if s["topic"] == topic]
         assert offline_source["first_offset"] <= latest_u1 <= offline_source["last_offset"]
-
-
-async def _assert_every_flow_audited_exactly_once(deployment: Deployment, bootstrap: str, source_topic: str,
-                                                  source_messages: int) -> None:
-    names = deployment.settings.topics
-    data_topics = {
-        Flow.F2: [ONLINE_READS], Flow.F3: [ONLINE_REPLIES, ONLINE_CHANGELOG],
-        Flow.F7: [ONLINE_WRITES, OFFLINE_WRITES, DEAD_LETTER],
-        Flow.F8: [CONTROL_EVENTS, AUDIT_REPLIES], Flow.F9: [AUDIT_QUERIES, CONTROL_COMMANDS],
-    }
-    messages: dict[Flow, set[tuple[str, int, int]]] = {}
-    for flow, topics in data_topics.items():
-        coords: set[tuple[str, int, int]] = set()
-        for t in topics:
-            for r in await read_topic(bootstrap, names.name(t)):
-                # The operator's own commands stay inside the control plane: no flow, no audit record.
-                if CODEC.decode(r.value).envelope.producer is not Component.OPERATOR:
-                    coords.add((r.topic, r.partition, r.offset))
-        messages[flow] = coords
-    assert messages[Flow.F2]
-    assert messages[Flow.F3]
-    assert messages[Flow.F7]
-    assert messages[Flow.F8]
-    assert messages[Flow.F9]  # the apply went through the gateway to the control plane
-
-    audit_dir = deployment.settings.store_dir("audit_log-0")
-    expected_kafka = sum(len(c) for c in messages.values())
-
-    async def all_audited() -> list[AuditRecord] | None:
-        with LmdbAuditStore(audit_dir, readonly=True) as store:
-            records = [CODEC.decode(link.record).body for link in store.links()]
-            assert store.verify() is None, "the audit hash chain does not verify"
-        kafka_audited = sum(1 for r in records if r.flow in data_topics)
-        f5 = sum(r.message_count for r in records if r.flow is Flow.F5)
-        return records if kafka_audited >= expected_kafka and f5 >= source_messages else None
-
-    records = await eventually(all_audited, 30, "every data message to be audited")
-    for flow, coords in messages.items():
-        audited = [(r.topic, r.partition, r.first_offset) for r in records if r.flow is flow]
-        assert Counter(audited) == Counter(coords), f"{flow}: audited messages differ from the data messages"
-    f5 = [r for r in records if r.flow is Flow.F5]
-    assert all(r.topic == source_topic for r in f5)
-    covered = Counter(o for r in f5 for o in range(r.first_offset, r.last_offset + 1))
-    assert sum(covered.values()) == source_messages
-    assert set(covered.values()) == {1}
-    # the HTTP edge: one F1 record per request served, one F4 per response, same request ids
-    f1 = Counter(r.causation_id for r in records if r.flow is Flow.F1)
-    f4 = Counter(r.causation_id for r in records if r.flow is Flow.F4)
-    assert f1
-    assert f1 == f4
-    # every read of the online store belongs to a request; requests the serving cache answered read none
-    f2_requests = {r.correlation_id for r in records if r.flow is Flow.F2}
-    assert f2_requests <= {r.correlation_id for r in records if r.flow is Flow.F1}
-    assert len(f2_requests) == len(messages[Flow.F2])
-    assert all(r.digest and r.byte_count > 0 for r in records)
