@@ -186,6 +186,14 @@ class Variance(Base[Moments]):
 F = AggregationFunction
 
 
+_SIMPLE: dict[F, Aggregator[Any]] = {
+    F.COUNT: Count(), F.SUM: Sum(), F.MEAN: Mean(), F.MIN: Extreme(largest=False),
+    F.MAX: Extreme(largest=True), F.LAST: Last(),
+    F.VAR_POP: Variance(sample=False, root=False), F.VAR_SAMP: Variance(sample=True, root=False),
+    F.STDDEV_POP: Variance(sample=False, root=True), F.STDDEV_SAMP: Variance(sample=True, root=True),
+}
+
+
 def aggregator_for(spec: AggregateSpec) -> Aggregator[Any]:
     """The aggregator of `spec.function` with `spec.params` (defaults from AGGREGATION_PARAMS) bound.
 
@@ -193,15 +201,10 @@ def aggregator_for(spec: AggregateSpec) -> Aggregator[Any]:
     before a spec is ever applied, so here they are bugs.
     """
     function = F(spec.function)
+    simple = _SIMPLE.get(function)
+    if simple is not None:  # asked per aggregate of every served entity: one shared, stateless instance
+        return simple
     params = _params(function, spec.params)
-    simple: dict[F, Aggregator[Any]] = {
-        F.COUNT: Count(), F.SUM: Sum(), F.MEAN: Mean(), F.MIN: Extreme(largest=False),
-        F.MAX: Extreme(largest=True), F.LAST: Last(),
-        F.VAR_POP: Variance(sample=False, root=False), F.VAR_SAMP: Variance(sample=True, root=False),
-        F.STDDEV_POP: Variance(sample=False, root=True), F.STDDEV_SAMP: Variance(sample=True, root=True),
-    }
-    if function in simple:
-        return simple[function]
     if function in (F.LAST_N, F.FIRST_N):
         return Ordered(int(params["n"]), latest=function is F.LAST_N)
     if function in (F.LAST_DISTINCT_N, F.FIRST_DISTINCT_N):

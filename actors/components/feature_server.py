@@ -32,6 +32,7 @@ from actors.components.serving import (
     assemble,
     check_request_context,
     newest_writers,
+    plan_batch,
     plan_lookups,
     read_views,
 )
@@ -160,7 +161,7 @@ class FeatureServer:
         for context in contexts:
             check_request_context(ws, service, context)
         now = datetime.now(UTC)
-        lookups = tuple(lookup for keys in key_maps for lookup in plan_lookups(ws, service, keys, now))
+        lookups = plan_batch(ws, service, key_maps, now)
         hits = [self._cache.get(ws.name, lookup) if self._cache else None for lookup in lookups]
         received = new_message(None, type_tag="GetFeaturesRequest", schema_version=1,
                                producer=Component.CUSTOMER_APP, workspace=ws.name,

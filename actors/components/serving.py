@@ -108,15 +108,26 @@ def plan_lookups(ws: Workspace, service: FeatureServiceSpec, join_keys: Mapping[
                  now: datetime) -> tuple[Lookup, ...]:
     """One lookup per materialized view the service reads (`read_views`; with the tiles its windows need,
     for aggregated views); InvalidRequest names a missing join key."""
-    lookups = []
+    return plan_batch(ws, service, [join_keys], now)
+
+
+def plan_batch(ws: Workspace, service: FeatureServiceSpec, key_maps: Sequence[Mapping[str, Scalar]],
+               now: datetime) -> tuple[Lookup, ...]:
+    """`plan_lookups` of each entity, one after the other; what every entity shares (the views, their join
+    keys and tile ranges at `now`) is worked out once."""
+    views = []
     for view_name in read_views(ws, service):
         view = ws.feature_views[view_name]
-        keys = ws.join_keys(view)
-        missing = [k for k in keys if k not in join_keys]
-        if missing:
-            raise InvalidRequest(f"join_key_map is missing {missing}, needed by feature view '{view.name}'")
-        tiles = tile_range(view, now) if served_from_tiles(view) else None
-        lookups.append(Lookup(view.name, tuple(join_keys[k] for k in keys), tiles))
+        views.append((view.name, ws.join_keys(view), tile_range(view, now) if served_from_tiles(view) else None))
+    lookups = []
+    for join_keys in key_maps:
+        for name, keys, tiles in views:
+            try:
+                entity = tuple(join_keys[k] for k in keys)
+            except KeyError:
+                missing = [k for k in keys if k not in join_keys]
+                raise InvalidRequest(f"join_key_map is missing {missing}, needed by feature view '{name}'") from None
+            lookups.append(Lookup(name, entity, tiles))
     return tuple(lookups)
 
 
