@@ -26,9 +26,10 @@ import aiohttp
 import pytest
 
 from actors.settings import Settings
-from deploy.client import Connection, bootstrap_admin
-from deploy.cluster import Deployment, start_deployment
-from deploy.kafka import KAFKA_VERSION, REPO_ROOT, BrokerConfig, start_broker, stop_broker
+from deploy.client import bootstrap_admin
+from deploy.cluster import Deployment
+from deploy.kafka import BrokerConfig, start_broker, stop_broker
+from deploy.supervisor import start_on_local_broker
 from events.audit import AuditRecord
 from events.codec import CODEC
 from events.flows import Flow
@@ -36,7 +37,7 @@ from gateway.host import audit_spool_dir
 from stores.audit_log import LmdbAuditStore
 from stores.metadata_key import MetadataKey, write_key_file
 from tests.integration.conftest import free_ports
-from tests.integration.helpers import apply, get_features
+from tests.integration.helpers import TEST_BROKERS, apply, broker_config_with_logins, get_features, operator_connection
 from tests.integration.reliability import produce_fast
 
 pytestmark = pytest.mark.integration
@@ -62,19 +63,17 @@ notes = FeatureService(name="notes", features=[user_note])
 
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[BrokerConfig]:
-    """A broker for this module alone: the test stops and restarts it."""
-    port, controller_port = free_ports(2)
-    state_dir = REPO_ROOT / ".state" / "test-kafka-spool" / str(port)
-    cfg = BrokerConfig(state_dir, port=port, controller_port=controller_port,
-                       libs_dir=REPO_ROOT / ".state" / "kafka" / f"libs-{KAFKA_VERSION}")
+    """A broker for this module alone, with SASL logins and ACLs like the session's: the test stops and
+    restarts it."""
+    cfg = broker_config_with_logins(*free_ports(2))
     start_broker(cfg)
     try:
         yield cfg
     finally:
         stop_broker(cfg)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(cfg.state_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
-            state_dir.parent.rmdir()
+            TEST_BROKERS.rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,7 @@ async def spool_deployment(own_broker: BrokerConfig, ray_cluster: None, topic_pr
     settings = Settings(bootstrap_servers=own_broker.bootstrap, state_dir=state_dir, metadata_key_file=key_file,
                         topic_prefix=topic_prefix, gateway_port=free_ports(1)[0], log_json=True,
                         read_timeout_s=3.0, serving_cache_max_age_s=3600)
-    running = await start_deployment(settings)
+    running = await start_on_local_broker(own_broker, settings)
     try:
         yield running
     finally:
@@ -120,7 +119,7 @@ async def test_cached_answers_are_audited_once_through_an_outage_and_a_killed_fe
         spool_deployment: Deployment, own_broker: BrokerConfig, tmp_path: Path) -> None:
     deployment = spool_deployment
     settings = deployment.settings
-    conn = Connection(own_broker.bootstrap, settings.topics, deployment.gateway_url)
+    conn = operator_connection(deployment)
     key = await bootstrap_admin(conn, None)
     topic = f"{settings.topic_prefix}-notes-{uuid.uuid4().hex[:6]}"
     (tmp_path / "features.py").write_text(REPO.format(topic=topic))
