@@ -55,7 +55,7 @@ QUICK = Sizes(online_users=1_000, events_per_user=2, history_users=4_000, rows_p
               duration_s=1.5, repeats=1, startup_repeats=1, ingest_events=5_000, freshness_samples=30,
               offline_events=100_000, offline_rows=1_000_000, side_events=100_000, profile_s=3)
 FULL = Sizes(online_users=10_000, events_per_user=3, history_users=40_000, rows_per_user=10,
-             concurrencies=(1, 4, 16, 32), duration_s=4, repeats=3, startup_repeats=2, ingest_events=20_000,
+             concurrencies=(1, 4, 16, 32), duration_s=4, repeats=3, startup_repeats=2, ingest_events=100_000,
              freshness_samples=200, offline_events=1_000_000, offline_rows=10_000_000, side_events=1_000_000,
              profile_s=8)
 
