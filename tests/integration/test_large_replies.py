@@ -15,14 +15,15 @@ import pytest
 from actors.bus import Outgoing
 from actors.kafka_bus import KafkaBus
 from actors.settings import Settings
-from deploy.client import Connection
-from deploy.cluster import Deployment, start_deployment
+from deploy.cluster import Deployment
+from deploy.kafka import BrokerConfig
+from deploy.supervisor import start_on_local_broker
 from events.codec import CODEC
 from events.errors import MessageTooLarge
 from events.flows import Flow
 from events.topics import AUDIT, ONLINE_REPLIES
 from stores.metadata_key import MetadataKey, write_key_file
-from tests.integration.helpers import apply, auth, get_features, read_topic
+from tests.integration.helpers import apply, auth, broker_users, get_features, operator_connection, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ BATCH = 8
 
 
 @pytest.fixture(scope="module")
-async def deployment(kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
+async def deployment(kafka_config: BrokerConfig, kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
                      tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     """The default limits, but records up to 900 KiB may be ingested (a row of three 200 kB values) and the
     serving cache is off, so every read goes to the store."""
@@ -52,7 +53,7 @@ async def deployment(kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
     settings = Settings(bootstrap_servers=kafka_bootstrap, state_dir=state_dir, metadata_key_file=key_file,
                         topic_prefix=topic_prefix, gateway_port=0, log_json=True, read_timeout_s=10,
                         max_record_bytes=900 * 1024, serving_cache_max_age_s=0)
-    running = await start_deployment(settings)
+    running = await start_on_local_broker(kafka_config, settings)
     try:
         yield running
     finally:
@@ -60,13 +61,12 @@ async def deployment(kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
 
 
 @pytest.fixture(scope="module")
-async def workspace(deployment: Deployment, kafka_bootstrap: str, admin_key: str,
+async def workspace(deployment: Deployment, admin_key: str,
                     tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("blob_repo")
     (folder / "features.py").write_text(BLOB_REPO)
     name = f"blobs_{uuid.uuid4().hex[:6]}"
-    await apply(Connection(kafka_bootstrap, deployment.settings.topics, deployment.gateway_url), folder, name,
-                admin_key)
+    await apply(operator_connection(deployment), folder, name, admin_key)
     return name
 
 
@@ -139,7 +139,8 @@ async def test_an_answer_too_large_for_any_reply_is_an_error_for_its_features_on
 async def test_the_kafka_bus_refuses_a_message_over_its_limit_and_the_next_transaction_goes_through(
         kafka_bootstrap: str) -> None:
     topic = f"large-{uuid.uuid4().hex[:8]}"
-    bus = KafkaBus(kafka_bootstrap, client_id="large-test", max_message_bytes=10_000)
+    bus = KafkaBus(kafka_bootstrap, client_id="large-test", credentials=broker_users(kafka_bootstrap).operator,
+                   max_message_bytes=10_000)
     await bus.ensure_topics({topic: 1})
     producer = await bus.transactional_producer(f"large-test-{uuid.uuid4().hex[:8]}")
     try:
