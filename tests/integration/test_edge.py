@@ -330,11 +330,16 @@ async def test_a_flood_of_source_records_is_all_processed_with_lag_reported_and_
     assert rift["max_rss_mb"] - before < 512  # the flood is not buffered in memory beyond a fetch or two
 
     async with aiohttp.ClientSession() as http_session:  # nothing dropped: every record consumed, audited
-        async with http_session.get(f"{deployment.gateway_url}/api/v1/audit/flows",
-                                    params={"flow": "F5", "subject": topic, "limit": "10000"},
-                                    headers=auth(admin_key)) as resp:
-            consumed = (await resp.json())["records"]
-        assert sum(r["message_count"] for r in consumed) == FLOOD_RECORDS
+        async def audited() -> int | None:
+            """Source records covered by F5 records, once the audit log has chained them all (it consumes
+            the audit topic on its own, a moment after Rift committed)."""
+            async with http_session.get(f"{deployment.gateway_url}/api/v1/audit/flows",
+                                        params={"flow": "F5", "subject": topic, "limit": "10000"},
+                                        headers=auth(admin_key)) as resp:
+                count = sum(r["message_count"] for r in (await resp.json())["records"])
+            return count if count >= FLOOD_RECORDS else None
+
+        assert await eventually(audited, 30, "the flood's F5 audit records") == FLOOD_RECORDS
         for user in (0, FLOOD_USERS - 1):  # and the last record of each user is the one served
             last = max(i for i in range(FLOOD_RECORDS) if i % FLOOD_USERS == user)
             status, body = await get_features(http_session, deployment.gateway_url, name, "fraud",

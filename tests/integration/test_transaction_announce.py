@@ -10,14 +10,14 @@ import pytest
 
 from actors.bus import Outgoing
 from actors.kafka_bus import KafkaBus
-from tests.integration.helpers import read_topic
+from tests.integration.helpers import broker_users, read_topic
 
 pytestmark = pytest.mark.integration
 
 
 async def test_an_announced_topic_commits_written_or_not_and_stays_readable(kafka_bootstrap: str) -> None:
     data, audit = f"data-{uuid.uuid4().hex[:8]}", f"audit-{uuid.uuid4().hex[:8]}"
-    bus = KafkaBus(kafka_bootstrap, client_id="announce-test")
+    bus = KafkaBus(kafka_bootstrap, client_id="announce-test", credentials=broker_users(kafka_bootstrap).operator)
     await bus.ensure_topics({data: 1, audit: 1})
     producer = await bus.transactional_producer(f"announce-test-{uuid.uuid4().hex[:8]}")
     try:
