@@ -24,6 +24,7 @@ from typing import Any
 import polars as pl
 
 from actors.auditing import make_record
+from actors.components.chunks import MESSAGE_BUDGET_BYTES, chunks
 from actors.components.tiling import TileBuilder, aggregate_input
 from actors.outbox import Outbound
 from actors.runtime import Decision
@@ -48,7 +49,7 @@ from events.specs import BatchSourceSpec, DType, FileFormat
 from events.topics import JOB_STATUS, OFFLINE_WRITES, ONLINE_WRITES
 from sdk.transforms import apply, polars_type
 
-ROWS_PER_WRITE = 5_000  # one Kafka message (rows or Arrow columns) stays well under the broker's 1 MiB default
+ROWS_PER_WRITE = 5_000  # rows per Arrow write at most (rows and tiles: actors/components/chunks.py)
 MAX_ERROR_CHARS = 500
 _ROW = "__featureplane_row"
 
@@ -139,7 +140,7 @@ def run_job(job: MaterializationJob) -> JobOutput:
 def _offline_tables(result: pl.DataFrame, join_keys: Sequence[str], ts: str,
                     features: Sequence[tuple[str, str]]) -> list[tuple[bytes, int]]:
     """The rows as the offline store's columns (join keys, event time, features by name), in Arrow IPC
-    streams of at most ROWS_PER_WRITE rows: no Python object per row on either end."""
+    streams of at most ROWS_PER_WRITE rows and about half a MiB: no Python object per row on either end."""
     def column(name: str, source: str) -> pl.Expr | pl.Series:
         if source not in result.columns:
             return pl.lit(None).alias(name)
@@ -151,12 +152,14 @@ def _offline_tables(result: pl.DataFrame, join_keys: Sequence[str], ts: str,
 
     table = result.select(*(column(key, key) for key in join_keys), pl.col(ts).alias(OFFLINE_EVENT_TIME),
                           *(column(name, source) for name, source in features))
-    chunks = []
-    for start in range(0, table.height, ROWS_PER_WRITE):
-        chunk, out = table.slice(start, ROWS_PER_WRITE), io.BytesIO()
+    # Arrow's size is close to what the message carries: the budget with a margin for wide text
+    rows = max(1, min(ROWS_PER_WRITE, 2 * MESSAGE_BUDGET_BYTES * table.height // max(int(table.estimated_size()), 1)))
+    tables = []
+    for start in range(0, table.height, rows):
+        chunk, out = table.slice(start, rows), io.BytesIO()
         chunk.write_ipc_stream(out, compat_level=pl.CompatLevel.oldest())  # plain Arrow types for any reader
-        chunks.append((out.getvalue(), chunk.height))
-    return chunks
+        tables.append((out.getvalue(), chunk.height))
+    return tables
 
 
 def _latest_per_entity(result: pl.DataFrame, join_keys: Sequence[str]) -> list[int]:
@@ -214,25 +217,20 @@ def _scalar(value: Any) -> Scalar:
     return value  # type: ignore[no-any-return]
 
 
-def _chunks(items: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
-    for i in range(0, len(items), ROWS_PER_WRITE):
-        yield items[i:i + ROWS_PER_WRITE]
-
-
 def _writes(job: MaterializationJob, output: JobOutput) -> list[tuple[Any, Any]]:
     """(topic, body) of every write: rows online and offline as the view asks, tiles online."""
     view, found = job.feature_view, output.lineage
     writes: list[tuple[Any, Any]] = []
     if view.online:
-        writes += [(ONLINE_WRITES, WriteOnlineRows(view.name, chunk, found)) for chunk in _chunks(output.online_rows)]
+        writes += [(ONLINE_WRITES, WriteOnlineRows(view.name, chunk, found)) for chunk in chunks(output.online_rows)]
     if view.offline:
         writes += [(OFFLINE_WRITES, WriteOfflineColumns(view.name, job.join_keys, table, rows, found))
                    for table, rows in output.offline_tables]
     if view.online:
-        writes += [(ONLINE_WRITES, WriteTiles(view.name, chunk, found)) for chunk in _chunks(output.tiles)]
+        writes += [(ONLINE_WRITES, WriteTiles(view.name, chunk, found)) for chunk in chunks(output.tiles)]
     if view.offline:
         writes += [(OFFLINE_WRITES, WriteOfflineRows(view.name, job.join_keys, chunk, found))
-                   for chunk in _chunks(output.aggregate_inputs)]
+                   for chunk in chunks(output.aggregate_inputs)]
     return writes
 
 

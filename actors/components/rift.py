@@ -19,6 +19,7 @@ import structlog
 from actors.auditing import make_record
 from actors.bus import Record
 from actors.components.batch_job import job_decision
+from actors.components.chunks import chunks
 from actors.components.tiling import TileBuilder, aggregate_input, aggregates_stream
 from actors.components.transform import Reader, transform_records
 from actors.follower import RegistryFollower
@@ -257,12 +258,14 @@ class RiftWorker:
             ws = self._follower.registry.workspaces[ws_name]
             outputs.extend(self._writes(ws, ws.feature_views[view_name], tuple(rows), source, consumed))
         for (ws_name, view_name), builder in batch.tiles.items():
-            body = WriteTiles(view_name, builder.deltas(), source)
-            outputs.append(Outbound(ONLINE_WRITES, self._message(body, ws_name, consumed)))
+            outputs += [Outbound(ONLINE_WRITES, self._message(WriteTiles(view_name, deltas, source), ws_name, consumed))
+                        for deltas in chunks(builder.deltas(), self._codec)]
         for (ws_name, view_name), inputs in batch.aggregate_inputs.items():
             ws = self._follower.registry.workspaces[ws_name]
-            body_off = WriteOfflineRows(view_name, ws.join_keys(ws.feature_views[view_name]), tuple(inputs), source)
-            outputs.append(Outbound(OFFLINE_WRITES, self._message(body_off, ws_name, consumed)))
+            keys = ws.join_keys(ws.feature_views[view_name])
+            outputs += [Outbound(OFFLINE_WRITES, self._message(WriteOfflineRows(view_name, keys, chunk, source),
+                                                               ws_name, consumed))
+                        for chunk in chunks(inputs, self._codec)]
         return outputs
 
     def _log_unknown_push(self, message: Message[IngestRecords]) -> None:
@@ -272,12 +275,13 @@ class RiftWorker:
     def _writes(self, ws: Workspace, view: FeatureViewSpec, rows: tuple[FeatureRow, ...],
                 source: SourceRange, consumed: Envelope) -> list[Outbound]:
         outputs: list[Outbound] = []
-        if view.online:
-            body_on = WriteOnlineRows(view.name, rows, source)
-            outputs.append(Outbound(ONLINE_WRITES, self._message(body_on, ws.name, consumed)))
-        if view.offline:
-            body_off = WriteOfflineRows(view.name, ws.join_keys(view), rows, source)
-            outputs.append(Outbound(OFFLINE_WRITES, self._message(body_off, ws.name, consumed)))
+        for chunk in chunks(rows, self._codec):
+            if view.online:
+                body_on = WriteOnlineRows(view.name, chunk, source)
+                outputs.append(Outbound(ONLINE_WRITES, self._message(body_on, ws.name, consumed)))
+            if view.offline:
+                body_off = WriteOfflineRows(view.name, ws.join_keys(view), chunk, source)
+                outputs.append(Outbound(OFFLINE_WRITES, self._message(body_off, ws.name, consumed)))
         return outputs
 
     def _dead_letter(self, record: Record, reason: str, consumed: Envelope, payload: bytes | None = None,
