@@ -9,9 +9,11 @@ inspects platform topics or injects faults into them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,8 +24,9 @@ from actors.kafka_bus import security_options
 from deploy.acls import OPERATOR_USER, PLANE_USERS
 from deploy.client import Connection, apply_repo
 from deploy.cluster import Deployment
-from deploy.kafka import KAFKA_VERSION, REPO_ROOT, BrokerConfig
+from deploy.kafka import KAFKA_VERSION, REPO_ROOT, BrokerConfig, start_broker, stop_broker
 from deploy.kafka_sasl import KafkaUsers, ensure_users, load_users
+from deploy.ports import free_ports
 from events.planes import Plane
 
 T = TypeVar("T")
@@ -59,6 +62,21 @@ def broker_config_with_logins(port: int, controller_port: int) -> BrokerConfig:
     libs = REPO_ROOT / ".state" / "kafka" / f"libs-{KAFKA_VERSION}"
     return BrokerConfig(state_dir, port=port, controller_port=controller_port, libs_dir=libs,
                         users=ensure_users(state_dir))
+
+
+@contextlib.contextmanager
+def broker_of_its_own() -> Iterator[BrokerConfig]:
+    """A broker for one test module alone (which stops and restarts it), with SASL logins and ACLs like
+    the session's; removed with its logins afterwards."""
+    cfg = broker_config_with_logins(*free_ports(2))
+    start_broker(cfg)
+    try:
+        yield cfg
+    finally:
+        stop_broker(cfg)
+        shutil.rmtree(cfg.state_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            TEST_BROKERS.rmdir()
 
 
 def broker_users(bootstrap: str) -> KafkaUsers:

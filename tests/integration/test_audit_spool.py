@@ -10,9 +10,7 @@ log. The spool holds audit metadata only: the served feature value is nowhere in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import shutil
 import signal
 import time
 import uuid
@@ -37,7 +35,7 @@ from gateway.host import audit_spool_dir
 from stores.audit_log import LmdbAuditStore
 from stores.metadata_key import MetadataKey, write_key_file
 from tests.integration.conftest import free_ports
-from tests.integration.helpers import TEST_BROKERS, apply, broker_config_with_logins, get_features, operator_connection
+from tests.integration.helpers import apply, broker_of_its_own, get_features, operator_connection
 from tests.integration.reliability import produce_fast
 
 pytestmark = pytest.mark.integration
@@ -63,17 +61,9 @@ notes = FeatureService(name="notes", features=[user_note])
 
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[BrokerConfig]:
-    """A broker for this module alone, with SASL logins and ACLs like the session's: the test stops and
-    restarts it."""
-    cfg = broker_config_with_logins(*free_ports(2))
-    start_broker(cfg)
-    try:
+    """A broker for this module alone: the test stops and restarts it."""
+    with broker_of_its_own() as cfg:
         yield cfg
-    finally:
-        stop_broker(cfg)
-        shutil.rmtree(cfg.state_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            TEST_BROKERS.rmdir()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import random
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -32,7 +31,7 @@ from deploy.supervisor import start_on_local_broker
 from stores.metadata_key import MetadataKey, write_key_file
 from stores.offline import ParquetOfflineStore
 from tests.integration.conftest import free_ports
-from tests.integration.helpers import TEST_BROKERS, apply, broker_config_with_logins, get_features, operator_connection
+from tests.integration.helpers import apply, broker_of_its_own, get_features, operator_connection
 from tests.integration.reliability import assert_every_data_message_audited_once, online_values, produce_fast
 
 pytestmark = pytest.mark.integration
@@ -67,17 +66,9 @@ faults = FeatureService(name="faults", features=[user_last, user_counts])
 
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[BrokerConfig]:
-    """A broker for this module alone, with SASL logins and ACLs like the session's: the test stops and
-    restarts it."""
-    cfg = broker_config_with_logins(*free_ports(2))
-    start_broker(cfg)
-    try:
+    """A broker for this module alone: the test stops and restarts it."""
+    with broker_of_its_own() as cfg:
         yield cfg
-    finally:
-        stop_broker(cfg)
-        shutil.rmtree(cfg.state_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            TEST_BROKERS.rmdir()
 
 
 @pytest.fixture(scope="module")
