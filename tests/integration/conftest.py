@@ -15,14 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from actors.settings import Settings
 from deploy.client import bootstrap_admin
 from deploy.cluster import Deployment, init_ray, shutdown_ray
 from deploy.kafka import REPO_ROOT, BrokerConfig, BrokerHandle, start_broker
 from deploy.ports import free_ports
-from deploy.supervisor import start_on_local_broker
-from stores.metadata_key import MetadataKey, write_key_file
-from tests.integration.helpers import TEST_BROKERS, broker_config_with_logins, operator_connection
+from tests.integration.helpers import TEST_BROKERS, broker_config_with_logins, operator_connection, running_deployment
 
 
 @pytest.fixture(scope="session")
@@ -69,20 +66,13 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture(scope="module")
-async def deployment(kafka_config: BrokerConfig, kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
+async def deployment(kafka_config: BrokerConfig, kafka_broker: BrokerHandle, ray_cluster: None,
+                     topic_prefix: str,
                      tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     """Every component as a real Ray actor against the real broker, each with its plane's login, after the
     operator created the ACLs and topics of the module's prefix; the gateway on a free port."""
-    state_dir = tmp_path_factory.mktemp("state")
-    key_file = state_dir / "metadata.key"
-    write_key_file(key_file, MetadataKey.generate())
-    settings = Settings(bootstrap_servers=kafka_bootstrap, state_dir=state_dir, metadata_key_file=key_file,
-                        topic_prefix=topic_prefix, gateway_port=0, log_json=True, read_timeout_s=10)
-    running = await start_on_local_broker(kafka_config, settings)
-    try:
+    async with running_deployment(kafka_config, tmp_path_factory.mktemp("state"), topic_prefix) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,13 +21,16 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from actors.kafka_bus import security_options
+from actors.settings import Settings
 from deploy.acls import OPERATOR_USER, PLANE_USERS
 from deploy.client import Connection, apply_repo
 from deploy.cluster import Deployment
 from deploy.kafka import KAFKA_VERSION, REPO_ROOT, BrokerConfig, start_broker, stop_broker
 from deploy.kafka_sasl import KafkaUsers, ensure_users, load_users
 from deploy.ports import free_ports
+from deploy.supervisor import start_on_local_broker
 from events.planes import Plane
+from stores.metadata_key import MetadataKey, write_key_file
 
 T = TypeVar("T")
 
@@ -77,6 +80,24 @@ def broker_of_its_own() -> Iterator[BrokerConfig]:
         shutil.rmtree(cfg.state_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             TEST_BROKERS.rmdir()
+
+
+@contextlib.asynccontextmanager
+async def running_deployment(broker: BrokerConfig, state_dir: Path, topic_prefix: str,
+                             **settings: Any) -> AsyncIterator[Deployment]:
+    """Every component as a real Ray actor on the test broker `broker`, each with its plane's login, after
+    the operator created the ACLs and topics of `topic_prefix`; a fresh metadata key in `state_dir`.
+    `settings` override the tests' defaults: the gateway on a free port, JSON logs, a 10 s read timeout."""
+    key_file = state_dir / "metadata.key"
+    write_key_file(key_file, MetadataKey.generate())
+    chosen = {"gateway_port": 0, "log_json": True, "read_timeout_s": 10, **settings}
+    running = await start_on_local_broker(broker, Settings(
+        bootstrap_servers=broker.bootstrap, state_dir=state_dir, metadata_key_file=key_file,
+        topic_prefix=topic_prefix, **chosen))
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 def broker_users(bootstrap: str) -> KafkaUsers:

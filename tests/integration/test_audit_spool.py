@@ -27,15 +27,13 @@ from actors.settings import Settings
 from deploy.client import bootstrap_admin
 from deploy.cluster import Deployment
 from deploy.kafka import BrokerConfig, start_broker, stop_broker
-from deploy.supervisor import start_on_local_broker
 from events.audit import AuditRecord
 from events.codec import CODEC
 from events.flows import Flow
 from gateway.host import audit_spool_dir
 from stores.audit_log import LmdbAuditStore
-from stores.metadata_key import MetadataKey, write_key_file
 from tests.integration.conftest import free_ports
-from tests.integration.helpers import apply, broker_of_its_own, get_features, operator_connection
+from tests.integration.helpers import apply, broker_of_its_own, get_features, operator_connection, running_deployment
 from tests.integration.reliability import produce_fast
 
 pytestmark = pytest.mark.integration
@@ -70,17 +68,10 @@ def own_broker() -> Iterator[BrokerConfig]:
 async def spool_deployment(own_broker: BrokerConfig, ray_cluster: None, topic_prefix: str,
                            tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     """A fixed gateway port, so the restarted feature server listens where the killed one did."""
-    state_dir = tmp_path_factory.mktemp("spool-state")
-    key_file = state_dir / "metadata.key"
-    write_key_file(key_file, MetadataKey.generate())
-    settings = Settings(bootstrap_servers=own_broker.bootstrap, state_dir=state_dir, metadata_key_file=key_file,
-                        topic_prefix=topic_prefix, gateway_port=free_ports(1)[0], log_json=True,
-                        read_timeout_s=3.0, serving_cache_max_age_s=3600)
-    running = await start_on_local_broker(own_broker, settings)
-    try:
+    async with running_deployment(own_broker, tmp_path_factory.mktemp("spool-state"), topic_prefix,
+                                  gateway_port=free_ports(1)[0], read_timeout_s=3.0,
+                                  serving_cache_max_age_s=3600) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 class Client:

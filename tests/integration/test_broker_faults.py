@@ -23,15 +23,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from actors.settings import Settings
 from deploy.client import bootstrap_admin
 from deploy.cluster import Deployment
 from deploy.kafka import BrokerConfig, start_broker, stop_broker
-from deploy.supervisor import start_on_local_broker
-from stores.metadata_key import MetadataKey, write_key_file
 from stores.offline import ParquetOfflineStore
 from tests.integration.conftest import free_ports
-from tests.integration.helpers import apply, broker_of_its_own, get_features, operator_connection
+from tests.integration.helpers import apply, broker_of_its_own, get_features, operator_connection, running_deployment
 from tests.integration.reliability import assert_every_data_message_audited_once, online_values, produce_fast
 
 pytestmark = pytest.mark.integration
@@ -74,17 +71,10 @@ def own_broker() -> Iterator[BrokerConfig]:
 @pytest.fixture(scope="module")
 async def faults_deployment(own_broker: BrokerConfig, ray_cluster: None, topic_prefix: str,
                             tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
-    state_dir = tmp_path_factory.mktemp("faults-state")
-    key_file = state_dir / "metadata.key"
-    write_key_file(key_file, MetadataKey.generate())
-    settings = Settings(bootstrap_servers=own_broker.bootstrap, state_dir=state_dir, metadata_key_file=key_file,
-                        topic_prefix=topic_prefix, gateway_port=free_ports(1)[0], log_json=True,
-                        read_timeout_s=READ_TIMEOUT_S, serving_cache_max_age_s=3600)
-    running = await start_on_local_broker(own_broker, settings)
-    try:
+    async with running_deployment(own_broker, tmp_path_factory.mktemp("faults-state"), topic_prefix,
+                                  gateway_port=free_ports(1)[0], read_timeout_s=READ_TIMEOUT_S,
+                                  serving_cache_max_age_s=3600) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 def payments(users: list[str], count: int, first_seq: int, start: datetime) -> list[dict[str, Any]]:

@@ -32,20 +32,17 @@ import aiohttp
 import polars as pl
 import pytest
 
-from actors.settings import Settings
 from deploy.client import bootstrap_admin
 from deploy.cluster import Deployment
-from deploy.kafka import BrokerConfig
-from deploy.supervisor import start_on_local_broker
+from deploy.kafka import BrokerConfig, BrokerHandle
 from events.topics import (
     DEAD_LETTER,
 )
 from sdk.offline import OfflineFeatures
 from sdk.repo import load_repo
-from stores.metadata_key import MetadataKey, write_key_file
 from stores.offline import ParquetOfflineStore
 from tests.integration.conftest import free_ports
-from tests.integration.helpers import apply, get_features, operator_connection, read_topic
+from tests.integration.helpers import apply, get_features, operator_connection, read_topic, running_deployment
 from tests.integration.reliability import assert_every_data_message_audited_once, online_values, produce_fast
 
 pytestmark = pytest.mark.integration
@@ -100,20 +97,14 @@ class Kill:
 
 
 @pytest.fixture(scope="module")
-async def crash_deployment(kafka_config: BrokerConfig, kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
+async def crash_deployment(kafka_config: BrokerConfig, kafka_broker: BrokerHandle, ray_cluster: None,
+                           topic_prefix: str,
                            tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     """A deployment of its own with a fixed gateway port, so a restarted feature server listens where
     the killed one did."""
-    state_dir = tmp_path_factory.mktemp("crash-state")
-    key_file = state_dir / "metadata.key"
-    write_key_file(key_file, MetadataKey.generate())
-    settings = Settings(bootstrap_servers=kafka_bootstrap, state_dir=state_dir, metadata_key_file=key_file,
-                        topic_prefix=topic_prefix, gateway_port=free_ports(1)[0], log_json=True, read_timeout_s=10)
-    running = await start_on_local_broker(kafka_config, settings)
-    try:
+    async with running_deployment(kafka_config, tmp_path_factory.mktemp("crash-state"), topic_prefix,
+                                  gateway_port=free_ports(1)[0]) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 def generate(count: int, start: datetime) -> list[dict[str, Any]]:

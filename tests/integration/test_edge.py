@@ -23,10 +23,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 
-from actors.settings import Settings
 from deploy.cluster import Deployment
-from deploy.kafka import BrokerConfig
-from deploy.supervisor import start_on_local_broker
+from deploy.kafka import BrokerConfig, BrokerHandle
 from events.codec import CODEC
 from events.data import RecordDeadLettered, SourceRange
 from events.planes import Component
@@ -51,7 +49,6 @@ from events.topics import (
 )
 from gateway.app import MAX_BODY_BYTES
 from gateway.openapi import document
-from stores.metadata_key import MetadataKey, write_key_file
 from tests.integration.helpers import (
     CUSTOMER_APP,
     OPERATOR,
@@ -62,6 +59,7 @@ from tests.integration.helpers import (
     get_features,
     operator_connection,
     read_topic,
+    running_deployment,
     write_repo,
 )
 from tests.integration.openapi_fuzz import Case, cases
@@ -81,20 +79,13 @@ READER_TOPICS: tuple[Topic, ...] = (CONTROL_EVENTS, ONLINE_REPLIES, AUDIT_REPLIE
 
 
 @pytest.fixture(scope="module")
-async def deployment(kafka_config: BrokerConfig, kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
+async def deployment(kafka_config: BrokerConfig, kafka_broker: BrokerHandle, ray_cluster: None,
+                     topic_prefix: str,
                      tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     """This module's own deployment, with a small in-flight limit and record size limit."""
-    state_dir = tmp_path_factory.mktemp("state")
-    key_file = state_dir / "metadata.key"
-    write_key_file(key_file, MetadataKey.generate())
-    running = await start_on_local_broker(kafka_config, Settings(
-        bootstrap_servers=kafka_bootstrap, state_dir=state_dir, metadata_key_file=key_file, topic_prefix=topic_prefix,
-        gateway_port=0, log_json=True, read_timeout_s=10, gateway_max_in_flight=MAX_IN_FLIGHT,
-        max_record_bytes=MAX_RECORD_BYTES))
-    try:
+    async with running_deployment(kafka_config, tmp_path_factory.mktemp("state"), topic_prefix,
+                                  gateway_max_in_flight=MAX_IN_FLIGHT, max_record_bytes=MAX_RECORD_BYTES) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture(scope="module")

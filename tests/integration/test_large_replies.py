@@ -14,16 +14,21 @@ import pytest
 
 from actors.bus import Outgoing
 from actors.kafka_bus import KafkaBus
-from actors.settings import Settings
 from deploy.cluster import Deployment
-from deploy.kafka import BrokerConfig
-from deploy.supervisor import start_on_local_broker
+from deploy.kafka import BrokerConfig, BrokerHandle
 from events.codec import CODEC
 from events.errors import MessageTooLarge
 from events.flows import Flow
 from events.topics import AUDIT, ONLINE_REPLIES
-from stores.metadata_key import MetadataKey, write_key_file
-from tests.integration.helpers import apply, auth, broker_users, get_features, operator_connection, read_topic
+from tests.integration.helpers import (
+    apply,
+    auth,
+    broker_users,
+    get_features,
+    operator_connection,
+    read_topic,
+    running_deployment,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,21 +48,14 @@ BATCH = 8
 
 
 @pytest.fixture(scope="module")
-async def deployment(kafka_config: BrokerConfig, kafka_bootstrap: str, ray_cluster: None, topic_prefix: str,
+async def deployment(kafka_config: BrokerConfig, kafka_broker: BrokerHandle, ray_cluster: None,
+                     topic_prefix: str,
                      tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     """The default limits, but records up to 900 KiB may be ingested (a row of three 200 kB values) and the
     serving cache is off, so every read goes to the store."""
-    state_dir = tmp_path_factory.mktemp("state")
-    key_file = state_dir / "metadata.key"
-    write_key_file(key_file, MetadataKey.generate())
-    settings = Settings(bootstrap_servers=kafka_bootstrap, state_dir=state_dir, metadata_key_file=key_file,
-                        topic_prefix=topic_prefix, gateway_port=0, log_json=True, read_timeout_s=10,
-                        max_record_bytes=900 * 1024, serving_cache_max_age_s=0)
-    running = await start_on_local_broker(kafka_config, settings)
-    try:
+    async with running_deployment(kafka_config, tmp_path_factory.mktemp("state"), topic_prefix,
+                                  max_record_bytes=900 * 1024, serving_cache_max_age_s=0) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture(scope="module")
