@@ -245,14 +245,14 @@ def _table(schema: ViewSchema, part: Mapping[str, list[object]] | pa.Table, feat
     height = part.num_rows if isinstance(part, pa.Table) else len(part[EVENT_TIME])
     present = set(part.column_names if isinstance(part, pa.Table) else part)
     try:
-        return pa.table({name: _column(part, name, t, height) if name in present else pa.nulls(height, _ARROW_TYPES[t])
+        return pa.table({name: _column(part, name, t) if name in present else pa.nulls(height, _ARROW_TYPES[t])
                          for name, t in schema.frame_types().items()})
     except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
         raise StoreError(f"rows of {feature_view} do not fit its columns: {exc}") from exc
 
 
-def _column(part: Mapping[str, list[object]] | pa.Table, name: str, column_type: ColumnType,
-            height: int) -> pa.Array | pa.ChunkedArray:
+def _column(part: Mapping[str, list[object]] | pa.Table, name: str,
+            column_type: ColumnType) -> pa.Array | pa.ChunkedArray:
     if isinstance(part, pa.Table):
         return part.column(name).cast(_ARROW_TYPES[column_type])
     return pa.array(part[name], type=_ARROW_TYPES[column_type])

@@ -27,8 +27,7 @@ def chunks(items: Sequence[T], codec: Codec = CODEC, budget_bytes: int = MESSAGE
     """`items` in order, in consecutive chunks of about `budget_bytes` encoded (at most `max_items` each)."""
     if not items:
         return
-    step = max(_SAMPLE, len(items) // _SAMPLE)  # a sample spread over the batch, not only its start
-    sample = [items[i] for i in range(0, len(items), step)][:_SAMPLE]
+    sample = items[::max(1, len(items) // _SAMPLE)][:_SAMPLE]  # spread over the batch, not only its start
     per_item = max(1, max(len(codec.encode_value(item)) for item in sample))
     size = max(1, min(max_items, budget_bytes // per_item))
     for start in range(0, len(items), size):
