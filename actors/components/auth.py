@@ -49,7 +49,11 @@ class Authenticator:
         return principal
 
     def require(self, principal: PrincipalSpec, action: Action, workspace: str) -> None:
-        if not self._follower.registry.may(principal.principal_id, action, workspace):
+        """PermissionDenied when the caller lacks the role; UnknownWorkspace (not a refusal) when the
+        workspace does not exist, so a missing workspace reads the same to every authenticated caller."""
+        registry = self._follower.registry
+        if not registry.may(principal.principal_id, action, workspace):
+            registry.workspace(workspace)
             raise PermissionDenied(f"'{principal.principal_id}' lacks a role that allows {action.value} "
                                    f"in workspace '{workspace}'")
 

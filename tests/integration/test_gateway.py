@@ -67,6 +67,31 @@ async def test_unknown_workspace_and_service_are_404(deployment: Deployment, wor
         assert "nothing" in body["requestError"]["errorMessage"]
 
 
+async def test_unknown_workspace_is_404_for_a_caller_without_an_admin_role(deployment: Deployment, workspace: str,
+                                                                          admin_key: str, tmp_path: Path) -> None:
+    """A consumer of one workspace asking for another that does not exist learns that it does not exist
+    (404), not that it lacks a role there (403); a workspace that exists still answers 403."""
+    url = deployment.gateway_url
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/v1/service-accounts", json={"name": "gw-consumer"},
+                             headers=auth(admin_key)) as resp:
+            assert resp.status == 201
+            made = await resp.json()
+        async with http.post(f"{url}/api/v1/workspaces/{workspace}/roles", headers=auth(admin_key),
+                             json={"principal_id": made["principal_id"], "role": "consumer"}) as resp:
+            assert resp.status == 200, await resp.text()
+        other = f"ws_{uuid.uuid4().hex[:6]}"
+        other_repo = write_repo(tmp_path, f"{deployment.settings.topic_prefix}-gw-other")
+        await apply(operator_connection(deployment), other_repo, other, admin_key)
+        status, body = await get_features(http, url, "nowhere", "fraud", {"user_id": "u"}, made["api_key"])
+        assert (status, _error_type(body)) == (404, "NOT_FOUND"), body
+        assert "nowhere" in body["requestError"]["errorMessage"]
+        status, body = await get_features(http, url, other, "fraud", {"user_id": "u"}, made["api_key"])
+        assert (status, _error_type(body)) == (403, "PERMISSION_DENIED"), body
+        status, body = await get_features(http, url, workspace, "fraud", {"user_id": "u"}, made["api_key"])
+        assert status == 200, body
+
+
 @pytest.mark.parametrize(("payload", "fragment"), [
     (b"{this is not json", "not valid JSON"),
     (b'{"params": {"workspace_name": "w"}}', "feature_service_name"),
