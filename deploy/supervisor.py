@@ -210,8 +210,9 @@ def start_background(options: UpOptions, argv: list[str], timeout_s: float = 300
 def stop_background(state_dir: Path, timeout_s: float = 90) -> bool:
     """Stop the supervisor (which stops everything else); returns whether one was running."""
     info = RunInfo.read(state_dir.resolve())
+    broker = broker_started_by_up(state_dir.resolve(), info)
     if info is None or not pid_alive(info.pid):
-        stopped_broker = stop_broker(BrokerConfig(state_dir.resolve()))
+        stopped_broker = stop_broker(broker)
         RunInfo.remove(state_dir.resolve())
         return stopped_broker
     os.kill(info.pid, signal.SIGTERM)
@@ -221,9 +222,19 @@ def stop_background(state_dir: Path, timeout_s: float = 90) -> bool:
     if pid_alive(info.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(info.pid, signal.SIGKILL)
-        stop_broker(BrokerConfig(state_dir.resolve()))
+        stop_broker(broker)  # its own session: the killpg above does not reach it
     RunInfo.remove(state_dir.resolve())
     return True
+
+
+def broker_started_by_up(state_dir: Path, info: RunInfo | None) -> BrokerConfig:
+    """The broker `up` started in state_dir: on the port its run file names (`up --kafka-port`), else the
+    default one. Stopping it acts only on the PID file in that port's folder, so a broker elsewhere is safe."""
+    if info is not None:
+        host, _, port = info.bootstrap_servers.split(",")[0].rpartition(":")
+        if host in ("127.0.0.1", "localhost") and port.isdigit():
+            return BrokerConfig(state_dir, port=int(port))
+    return BrokerConfig(state_dir)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
