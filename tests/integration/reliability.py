@@ -75,13 +75,16 @@ async def online_values(url: str, key: str, workspace: str, service: str, users:
 
 async def assert_every_data_message_audited_once(deployment: Deployment, bootstrap: str, source_topic: str,
                                                   source_messages: int, *, every_response_sent: bool = True,
+                                                  requests_served: int | None = None,
                                                   timeout_s: float = 60) -> list[AuditRecord]:
     """Each committed message on a data topic has exactly one audit record naming its coordinates, the
     source records are covered by F5 records exactly once, and the hash chain verifies.
 
     `every_response_sent`: one F4 record per F1 request, every flow of a full deployment present, every
     read belonging to a request. Without it (a feature server killed between a request and its response
-    never sent that response) only: no response audited twice or without its request."""
+    never sent that response) only: no response audited twice or without its request.
+    `requests_served`: the number of get-features requests the test made, each answered: so many F1 records,
+    one per request (counted by the caller, not from the audit log itself)."""
     names = deployment.settings.topics
     data_topics = {
         Flow.F2: [ONLINE_READS], Flow.F3: [ONLINE_REPLIES, ONLINE_CHANGELOG],
@@ -121,6 +124,9 @@ async def assert_every_data_message_audited_once(deployment: Deployment, bootstr
     # the HTTP edge: F1 per request served, F4 per response sent, by request id
     f1 = Counter(r.causation_id for r in records if r.flow is Flow.F1)
     f4 = Counter(r.causation_id for r in records if r.flow is Flow.F4)
+    if requests_served is not None:
+        assert sum(f1.values()) == requests_served, f"F1: {sum(f1.values())} records for {requests_served} requests"
+        assert set(f1.values()) == {1}, "F1: a request audited twice"
     if every_response_sent:
         assert f1
         assert f1 == f4

@@ -29,12 +29,12 @@ from tests.integration.helpers import (
     apply,
     auth,
     eventually,
-    get_features,
     operator_connection,
     produce_plain,
     read_topic,
     write_repo,
 )
+from tests.integration.helpers import get_features as _get_features
 from tests.integration.reliability import assert_every_data_message_audited_once
 
 pytestmark = pytest.mark.integration
@@ -63,6 +63,13 @@ async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audite
     await produce_plain(kafka_bootstrap, topic, payloads)
 
     url = deployment.gateway_url
+    requests = 0
+
+    async def get_features(*args: Any) -> tuple[int, Any]:
+        nonlocal requests
+        requests += 1
+        return await _get_features(*args)
+
     async with aiohttp.ClientSession() as http:
         async def latest_u1() -> Any:
             status, body = await get_features(http, url, WS, "fraud", {"user_id": "u1"}, admin_key)
@@ -91,8 +98,10 @@ async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audite
             return frame if frame.height == len(EVENTS) else None
 
         frame = await eventually(offline_rows, 30, "all valid events in the offline store")
-        got = sorted(zip(frame["user_id"].to_list(), frame["last_amount"].to_list(), strict=True))
-        assert got == sorted((e["user_id"], e["amount"]) for e in EVENTS)
+        got = sorted(zip(frame["user_id"].to_list(), frame["event_time"].to_list(), frame["last_amount"].to_list(),
+                         frame["merchant"].to_list(), strict=True))
+        assert got == sorted((e["user_id"], datetime.fromisoformat(e["ts"]), e["amount"], e["merchant"])
+                             for e in EVENTS)
 
         # online and offline agree: what get-features serves now is what a point-in-time read gives now
         users = ["u1", "u2", "nobody"]
@@ -111,7 +120,8 @@ async def test_events_flow_from_kafka_to_http_and_parquet_with_every_flow_audite
     assert sorted(d.payload for d in dead) == sorted(MALFORMED)
     assert any("expected float64" in d.reason for d in dead)
 
-    await assert_every_data_message_audited_once(deployment, kafka_bootstrap, topic, len(payloads))
+    await assert_every_data_message_audited_once(deployment, kafka_bootstrap, topic, len(payloads),
+                                                 requests_served=requests)
     await _assert_lineage_names_the_source_offsets(deployment, topic, admin_key, payloads)
 
 
