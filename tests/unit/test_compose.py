@@ -145,3 +145,64 @@ def test_featureplane_reads_the_operator_login_from_the_secrets_volume() -> None
     assert mount.endswith(":ro")
     health = _compose()["services"]["kafka"]["healthcheck"]["test"]
     assert "--command-config" in health  # an unauthenticated probe would be refused
+
+
+def _mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(v.split(":")[0], v.split(":")[1]) for v in service.get("volumes", [])]
+
+
+def _container_paths(service: dict[str, Any]) -> list[str]:
+    """Absolute paths a service's entrypoint, command and healthcheck name inside its container."""
+    words = [*service.get("entrypoint", []), *service.get("command", []),
+             *service.get("healthcheck", {}).get("test", [])]
+    from_the_image = ("/bin/", "/opt/kafka/")  # the official image's shell and Kafka scripts
+    return [w for w in words if isinstance(w, str) and w.startswith("/") and not w.startswith(from_the_image)]
+
+
+def test_every_volume_is_a_repo_folder_or_a_declared_volume() -> None:
+    compose = _compose()
+    declared = set(compose["volumes"])
+    for name, service in compose["services"].items():
+        for source, _target in _mounts(service):
+            if source.startswith("./"):
+                assert (REPO / source).is_dir(), f"{name} mounts {source}, which is not in the repo"
+            else:
+                assert source in declared, f"{name} uses volume {source}, which is not declared"
+
+
+def test_every_path_a_service_runs_or_reads_exists_through_its_mounts() -> None:
+    """A path inside a container is either a repo file behind a bind mount, or a file the init script
+    writes into the named volume behind it."""
+    services = _compose()["services"]
+    init_script = (REPO / "deploy" / "compose" / "kafka-init.sh").read_text()
+    init_mounts = dict(_mounts(services["kafka-init"]))
+    checked = 0
+    for name, service in services.items():
+        for path in _container_paths(service):
+            source, target = next((s, t) for s, t in _mounts(service) if path.startswith(t + "/"))
+            relative = path.removeprefix(target + "/")
+            if source.startswith("./"):
+                assert (REPO / source / relative).is_file(), f"{name}: {path} is not {source}/{relative}"
+            else:
+                # written by kafka-init.sh into the same volume, under the path kafka-init mounts it at
+                written = f"{init_mounts[source]}/{relative}".replace("/secrets/", "$SECRETS/")
+                assert f"> \"{written}\"" in init_script, f"{name}: nothing writes {path} ({source})"
+            checked += 1
+    assert checked >= 3  # both scripts and the healthcheck's login
+
+
+def test_broker_ports_agree_between_compose_the_init_script_and_featureplane() -> None:
+    services = _compose()["services"]
+    env = services["kafka"]["environment"]
+    listeners = dict(reversed(item.split("://")) for item in env["KAFKA_LISTENERS"].split(","))
+    assert listeners == {":9092": "SASL_PLAINTEXT", ":9093": "CONTROLLER"}
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+    assert voters.endswith(":9093")
+    assert voters.split("@")[1].split(":")[0] in services
+    init = (REPO / "deploy" / "compose" / "kafka-init.sh").read_text()
+    assert f"listeners={env['KAFKA_LISTENERS']}" in init  # the storage is formatted for the same listeners
+    advertised = env["KAFKA_ADVERTISED_LISTENERS"].removeprefix("SASL_PLAINTEXT://")
+    command = services["featureplane"]["command"]
+    assert command[command.index("--bootstrap") + 1] == advertised
+    assert "--bootstrap-server kafka:9092" in (REPO / "deploy" / "compose" / "kafka-acls.sh").read_text()
+    assert "localhost:9092" in services["kafka"]["healthcheck"]["test"]
