@@ -4,6 +4,10 @@ The broker gets random free ports and a throw-away state folder, so a test run n
 with a developer's `featureplane up` broker on 9092 nor with a parallel test run. It runs as `up` runs
 its own, with SASL logins and ACLs, so every integration test goes through the planes' ACLs; the tests'
 own Kafka clients log in through tests/integration/helpers.py `client_options`.
+
+Three modules start a broker of their own because they stop or restart it (test_cli through `featureplane
+up`/`down`, test_audit_spool and test_broker_faults through helpers.py `broker_of_its_own`): stopping the
+session broker would break every other module.
 """
 
 from __future__ import annotations
