@@ -160,6 +160,14 @@ def cmd_service_account(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user(args: argparse.Namespace) -> int:
+    made = _call(args, "POST", "/api/v1/users", {"name": args.name, "email": args.email, "admin": args.admin})
+    role = " (account admin)" if made["admin"] else ""
+    print(f"created user {made['principal_id']} ('{args.name}'){role}\n"
+          f"API key (shown once, store it now): {made['api_key']}")
+    return 0
+
+
 def cmd_access(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     method = "DELETE" if args.access_command == "unassign-role" else "POST"
@@ -173,6 +181,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "revoke":
         _call(args, "DELETE", f"/api/v1/keys/{args.key_id}")
         print(f"revoked API key {args.key_id}")
+    elif args.keys_command == "list":
+        keys = _call(args, "GET", "/api/v1/keys")["keys"]
+        print(f"{'KEY ID':<16}  {'PRINCIPAL':<20}  {'STATE':<7}  {'CREATED':<25}  {'CREATED BY':<20}  DESCRIPTION")
+        for key in keys:
+            print(f"{key['key_id']:<16}  {key['principal_id']:<20}  {'revoked' if key['revoked'] else 'active':<7}  "
+                  f"{key['created_at'] or '-':<25}  {key['created_by'] or '-':<20}  {key['description']}")
     else:
         made = _call(args, "POST", f"/api/v1/principals/{args.principal}/keys", {"description": args.description})
         print(f"API key {made['key_id']} for {args.principal} (shown once, store it now): {made['api_key']}")
@@ -412,6 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
     account_create.add_argument("--description", default="")
     account.set_defaults(func=cmd_service_account)
 
+    user = sub.add_parser("user", help="users (admin)")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    user_create = user_sub.add_parser("create", help="a new user and their first API key")
+    user_create.add_argument("--name", required=True)
+    user_create.add_argument("--email", default="")
+    user_create.add_argument("--admin", action="store_true", help="make the user an account admin")
+    user.set_defaults(func=cmd_user)
+
     access = sub.add_parser("access", help="roles of principals in workspaces")
     access_sub = access.add_subparsers(dest="access_command", required=True)
     for verb in ("assign-role", "unassign-role"):
@@ -421,10 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
         grant.add_argument("--workspace", help="default: the selected workspace, else prod")
     access.set_defaults(func=cmd_access)
 
-    keys = sub.add_parser("keys", help="API keys (admin)")
+    keys = sub.add_parser("keys", help="API keys (create and revoke: admin)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     revoke = keys_sub.add_parser("revoke", help="revoke a key; it fails from the next request on")
     revoke.add_argument("key_id")
+    keys_sub.add_parser("list", help="keys' ids, owners, creators and descriptions (admins: all; else your own)")
     create = keys_sub.add_parser("create", help="another key for a principal")
     create.add_argument("--principal", required=True)
     create.add_argument("--description", default="")

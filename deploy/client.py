@@ -39,6 +39,9 @@ from stores.audit_log import LmdbAuditStore
 
 INGEST_CHUNK = 1000
 ADMIN_ID = "admin"
+# How `featureplane keys list` shows the admin key that `up` made (or registered again).
+BOOTSTRAP_KEY_DESCRIPTION = "bootstrap admin key"
+BOOTSTRAP_KEY_CREATOR = "featureplane up"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +143,11 @@ async def bootstrap_admin(conn: Connection, key_text: str | None, timeout_s: flo
     the gateway could authenticate. Only the key's salted hash leaves this process.
     """
     if key_text is None:
-        new = new_api_key(ADMIN_ID, "created by featureplane up", "operator")
+        new = new_api_key(ADMIN_ID, BOOTSTRAP_KEY_DESCRIPTION, BOOTSTRAP_KEY_CREATOR)
         key_text, spec = new.secret_text, new.spec
-    else:
+    else:  # the admin.key of an earlier `up`, on a broker that forgot it: registered again, described the same
         key_id, secret = parse_api_key(key_text)
-        spec = rehash_key(key_id, secret, ADMIN_ID)
+        spec = rehash_key(key_id, secret, ADMIN_ID, BOOTSTRAP_KEY_DESCRIPTION, BOOTSTRAP_KEY_CREATOR)
     admin = PrincipalSpec(ADMIN_ID, PrincipalKind.USER, "admin", "account admin", "operator", is_admin=True)
     command = control.BootstrapAdmin(new_id(), admin, spec)
     bus = KafkaBus(conn.bootstrap_servers, client_id="featureplane-operator", credentials=conn.kafka)

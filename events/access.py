@@ -13,6 +13,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from events.errors import InvalidRequest
@@ -72,6 +73,7 @@ class PrincipalSpec:
     description: str
     created_by: str
     is_admin: bool = False
+    email: str = ""  # users only; service accounts have none
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class ApiKeySpec:
     key_hash: bytes
     description: str
     created_by: str
+    created_at: datetime | None = None  # None: issued before keys recorded their time
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +105,21 @@ def new_api_key(principal_id: str, description: str, created_by: str) -> NewApiK
     key_id = secrets.token_hex(8)
     secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     salt = secrets.token_bytes(16)
-    spec = ApiKeySpec(key_id, principal_id, salt, _hash(secret, salt), description, created_by)
+    spec = ApiKeySpec(key_id, principal_id, salt, _hash(secret, salt), description, created_by, datetime.now(UTC))
     return NewApiKey(f"{KEY_PREFIX}_{key_id}_{secret}", spec)
 
 
-def rehash_key(key_id: str, secret: str, principal_id: str) -> ApiKeySpec:
-    """A stored form of an existing key, with a new salt (the key itself is unchanged)."""
+def rehash_key(key_id: str, secret: str, principal_id: str, description: str, created_by: str) -> ApiKeySpec:
+    """A stored form of an existing key, with a new salt (the key itself is unchanged): for a key whose
+    owner kept it while the platform's record of it was lost (a fresh broker). Dated now: its first
+    registration's time went with that record."""
     salt = secrets.token_bytes(16)
-    return ApiKeySpec(key_id, principal_id, salt, _hash(secret, salt), "", "")
+    return ApiKeySpec(key_id, principal_id, salt, _hash(secret, salt), description, created_by, datetime.now(UTC))
+
+
+def without_secret_hash(spec: ApiKeySpec) -> ApiKeySpec:
+    """What is kept of a revoked key: its metadata, for listing; the hash has no use any more."""
+    return ApiKeySpec(spec.key_id, spec.principal_id, b"", b"", spec.description, spec.created_by, spec.created_at)
 
 
 def parse_api_key(text: str) -> tuple[str, str]:

@@ -232,6 +232,8 @@ def _registrations() -> list[Registration]:
         ("JobRecord", jobs.JobRecord), ("JobUpdated", jobs.JobUpdated),
         ("TriggerMaterialization", control.TriggerMaterialization), ("TickSchedules", control.TickSchedules),
         ("WriteOfflineColumns", data.WriteOfflineColumns),
+        # users
+        ("CreateUser", control.CreateUser),
     ]
     return [Registration(tag, cls) for tag, cls in types]
 

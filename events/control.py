@@ -111,6 +111,15 @@ class CreateServiceAccount:
 
 
 @dataclass(frozen=True, slots=True)
+class CreateUser:
+    """A user and their first key (admins only); `principal.is_admin` makes the user an account admin too."""
+
+    command_id: str
+    principal: PrincipalSpec
+    key: ApiKeySpec
+
+
+@dataclass(frozen=True, slots=True)
 class IssueApiKey:
     command_id: str
     key: ApiKeySpec

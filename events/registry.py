@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from events import control
-from events.access import Action, ApiKeySpec, PrincipalSpec, Role, actions_of
+from events.access import Action, ApiKeySpec, PrincipalSpec, Role, actions_of, without_secret_hash
 from events.envelope import Message
 from events.errors import UnknownFeatureService, UnknownWorkspace
 from events.specs import (
@@ -80,6 +80,8 @@ class Registry:
     roles: dict[tuple[str, str], Role] = field(default_factory=dict)  # (principal, workspace) -> role
     # command id -> None when it succeeded, else why it was rejected
     commands: dict[str, str | None] = field(default_factory=dict)
+    # key id -> what is left of a revoked key: its metadata, without the hash (for `featureplane keys list`)
+    revoked_keys: dict[str, ApiKeySpec] = field(default_factory=dict)
 
     def workspace(self, name: str) -> Workspace:
         try:
@@ -151,7 +153,11 @@ class Registry:
         if isinstance(body, control.ApiKeyIssued):
             return replace(self, keys={**self.keys, body.key.key_id: body.key})
         if isinstance(body, control.ApiKeyRevoked):
-            return replace(self, keys={k: v for k, v in self.keys.items() if k != body.key_id})
+            gone = self.keys.get(body.key_id)
+            revoked = self.revoked_keys if gone is None else {**self.revoked_keys,
+                                                              body.key_id: without_secret_hash(gone)}
+            return replace(self, keys={k: v for k, v in self.keys.items() if k != body.key_id},
+                           revoked_keys=revoked)
         if isinstance(body, control.RoleAssigned):
             grant = body.grant
             return replace(self, roles={**self.roles, (grant.principal_id, grant.workspace): grant.role})

@@ -40,6 +40,8 @@ def compacted(registry: Registry) -> list[tuple[str, Any]]:
         events += [(ws.name, e) for e in applied_events_of(ws)]
     events += [("", control.PrincipalCreated(p)) for p in registry.principals.values()]
     events += [("", control.ApiKeyIssued(k)) for k in registry.keys.values()]
+    for revoked in registry.revoked_keys.values():
+        events += [("", control.ApiKeyIssued(revoked)), ("", control.ApiKeyRevoked(revoked.key_id))]
     events += [(workspace, control.RoleAssigned(RoleGrant(principal, workspace, role)))
                for (principal, workspace), role in registry.roles.items()]
     events += [("", control.RepoApplied(apply_id, registry.apply_counts.get(apply_id, 0)))

@@ -49,7 +49,7 @@ class Topic:
 COMMANDS: tuple[type[Any], ...] = (
     control.ApplyRepo, control.BootstrapAdmin, control.CreateWorkspace, control.CreateServiceAccount,
     control.IssueApiKey, control.RevokeApiKey, control.AssignRole, control.UnassignRole,
-    control.TriggerMaterialization,
+    control.TriggerMaterialization, control.CreateUser,
 )
 CONTROL_COMMANDS = Topic("control.commands", Component.CONTROL_PLANE, COMMANDS, 1, _unkeyed)
 CONTROL_EVENTS = Topic(

@@ -1,4 +1,4 @@
-"""Control-plane operations over HTTP, for the CLI: apply, workspaces, service accounts, keys, roles.
+"""Control-plane operations over HTTP, for the CLI: apply, workspaces, users, service accounts, keys, roles.
 
 The gateway checks the caller's role for a quick 403; the control plane authorizes every command
 again, since it is the one that decides.
@@ -13,7 +13,7 @@ from aiohttp import web
 
 from actors.components.job_table import JobTableFollower
 from events import control
-from events.access import Action, PrincipalKind, PrincipalSpec, Role, RoleGrant, new_api_key
+from events.access import Action, ApiKeySpec, PrincipalKind, PrincipalSpec, Role, RoleGrant, new_api_key
 from events.codec import CODEC
 from events.envelope import new_id
 from events.errors import InvalidRequest, NotFound
@@ -129,6 +129,44 @@ async def create_service_account(request: web.Request) -> web.Response:
                               "api_key": key.secret_text}, status=201)
 
 
+async def create_user(request: web.Request) -> web.Response:
+    """POST /api/v1/users {name, email?, admin?}: a user and their first API key, in this response only."""
+    principal, body = await caller(request), await _json_body(request)
+    server = request.app[SERVER_KEY]
+    server.auth.require_admin(principal)
+    name, email, admin = _text(body, "name"), body.get("email", ""), body.get("admin", False)
+    if not isinstance(email, str):
+        raise InvalidRequest("'email' must be a string")
+    if not isinstance(admin, bool):
+        raise InvalidRequest("'admin' must be true or false")
+    user = PrincipalSpec(f"user-{new_id()[:12]}", PrincipalKind.USER, name, str(body.get("description", "")),
+                         principal.principal_id, is_admin=admin, email=email)
+    key = new_api_key(user.principal_id, f"first key of user '{name}'", principal.principal_id)
+    await server.run_command(control.CreateUser(new_id(), user, key.spec), workspace="",
+                             principal=principal.principal_id)
+    return web.json_response({"principal_id": user.principal_id, "name": name, "email": email, "admin": admin,
+                              "key_id": key.spec.key_id, "api_key": key.secret_text}, status=201)
+
+
+def _key_json(spec: ApiKeySpec, revoked: bool) -> dict[str, Any]:
+    """A key's metadata: never its salt, hash or secret."""
+    return {"key_id": spec.key_id, "principal_id": spec.principal_id, "description": spec.description,
+            "created_by": spec.created_by, "created_at": spec.created_at.isoformat() if spec.created_at else None,
+            "revoked": revoked}
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    """GET /api/v1/keys: every key, revoked ones too, for an admin; the caller's own keys for anyone else."""
+    principal = await caller(request)
+    registry = request.app[SERVER_KEY].follower.registry
+    keys = [(spec, False) for spec in registry.keys.values()] + \
+        [(spec, True) for spec in registry.revoked_keys.values()]
+    visible = [_key_json(spec, revoked) for spec, revoked in keys
+               if principal.is_admin or spec.principal_id == principal.principal_id]
+    visible.sort(key=lambda k: (k["created_at"] or "", k["key_id"]))
+    return web.json_response({"keys": visible})
+
+
 async def issue_key(request: web.Request) -> web.Response:
     principal, body = await caller(request), await _json_body(request)
     server = request.app[SERVER_KEY]
@@ -225,4 +263,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/api/v1/workspaces/{workspace}/roles", assign_role)
     app.router.add_post("/api/v1/service-accounts", create_service_account)
     app.router.add_post("/api/v1/principals/{principal}/keys", issue_key)
+    app.router.add_post("/api/v1/users", create_user)
+    app.router.add_get("/api/v1/keys", list_keys)
     app.router.add_delete("/api/v1/keys/{key_id}", revoke_key)

@@ -50,6 +50,9 @@ _INGEST: Schema = {"type": "object", "required": ["workspace_name", "records"], 
 _NAMED: Schema = {"type": "object", "required": ["name"], "properties": {
     "name": {"type": "string", "minLength": 1}, "live": {"type": "boolean"}, "description": {"type": "string"}}}
 _DESCRIPTION: Schema = {"type": "object", "properties": {"description": {"type": "string"}}}
+_USER: Schema = {"type": "object", "required": ["name"], "properties": {
+    "name": {"type": "string", "minLength": 1}, "email": {"type": "string"}, "admin": {"type": "boolean"},
+    "description": {"type": "string"}}}
 _ROLE: Schema = {"type": "object", "required": ["principal_id", "role"], "properties": {
     "principal_id": {"type": "string", "minLength": 1},
     "role": {"type": "string", "enum": [r.value for r in Role]}}}
@@ -129,6 +132,9 @@ PATHS: dict[str, dict[str, Schema]] = {
                                                     body=_NAMED, ok="201")},
     "/api/v1/principals/{principal}/keys": {"post": _operation("Issue an API key (admins)", body=_DESCRIPTION,
                                                                ok="201", params=[_path("principal")])},
+    "/api/v1/users": {"post": _operation("Create a user and their key; admin: an account admin (admins)",
+                                         body=_USER, ok="201")},
+    "/api/v1/keys": {"get": _operation("API keys' metadata, never hashes: all for admins, else the caller's")},
     "/api/v1/keys/{key_id}": {"delete": _operation("Revoke an API key (admins)", params=[_path("key_id")])},
     "/api/v1/materialize": {"post": _operation("Start a manual materialization job", body=_MATERIALIZE,
                                                ok="202")},

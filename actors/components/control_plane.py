@@ -19,7 +19,7 @@ from actors.follower import RegistryFollower
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
 from events import control
-from events.access import Action
+from events.access import Action, PrincipalKind
 from events.codec import CODEC, Codec
 from events.envelope import Envelope, new_id
 from events.jobs import Compute, JobRecord, JobUpdated, MaterializationJob
@@ -112,6 +112,8 @@ def _access_events(registry: Registry, caller: str, command: Any) -> tuple[str |
             return "the key does not belong to the new service account", []
         issued = control.ApiKeyIssued(replace(command.key, created_by=caller))
         return None, [control.PrincipalCreated(principal), issued]
+    if isinstance(command, control.CreateUser):
+        return _user_events(registry, caller, command)
     if isinstance(command, control.IssueApiKey):
         if command.key.principal_id not in registry.principals:
             return f"principal '{command.key.principal_id}' does not exist", []
@@ -125,6 +127,16 @@ def _access_events(registry: Registry, caller: str, command: Any) -> tuple[str |
     if isinstance(command, control.UnassignRole):
         return None, [control.RoleUnassigned(command.grant)]
     return f"unknown command {type(command).__name__}", []
+
+
+def _user_events(registry: Registry, caller: str, command: control.CreateUser) -> tuple[str | None, list[Any]]:
+    """A user and their first key; an admin (the only one who gets here) may make them an admin too."""
+    user = replace(command.principal, kind=PrincipalKind.USER, created_by=caller)
+    if user.principal_id in registry.principals:
+        return f"principal '{user.principal_id}' exists already", []
+    if command.key.principal_id != user.principal_id:
+        return "the key does not belong to the new user", []
+    return None, [control.PrincipalCreated(user), control.ApiKeyIssued(replace(command.key, created_by=caller))]
 
 
 def decide(registry: Registry, envelope: Envelope, command: Any) -> list[Any]:

@@ -1,4 +1,5 @@
-"""The `featureplane` command as a user runs it: up, apply, ingest, query, status, down."""
+"""The `featureplane` command as a user runs it: up, `make demo`, apply, plan, ingest, users, roles, keys,
+workspaces, query, status, down."""
 
 from __future__ import annotations
 
@@ -69,6 +70,142 @@ def _plan_then_apply(state_dir: Path) -> None:
     assert "applied 1 change(s)" in done.stdout
 
 
+# The latest event of each user in examples/quickstart/events.jsonl (u2's 08:59 event arrives late and loses).
+DEMO_VALUES = {"u1": ("42.0", "books", "True"), "u2": ("250.0", "electronics", "True"),
+               "u3": ("7.25", "coffee", "False")}
+# What the demo crosses: get-features (F1, F4) and the store reads behind them (F2, F3), its events (F5) and
+# their writes (F7), definitions and ACLs (F8), and the gateway's commands and audit queries (F9). No batch: no F6.
+DEMO_FLOWS = {"F1", "F2", "F3", "F4", "F5", "F7", "F8", "F9"}
+KEY_FIELDS = {"key_id", "principal_id", "description", "created_by", "created_at", "revoked"}
+
+
+def _make_demo(state_dir: Path) -> None:
+    """The rest of `make demo` after its `up` and `apply`: the demo script as the Makefile runs it, then
+    `audit verify`."""
+    env = {**os.environ, "FEATUREPLANE_STATE_DIR": str(state_dir)}
+    demo = subprocess.run([sys.executable, "examples/quickstart/demo.py"], capture_output=True, text=True,
+                          timeout=240, cwd=REPO_ROOT, env=env, check=False)
+    assert demo.returncode == 0, demo.stderr + demo.stdout
+    for user, (amount, merchant, online) in DEMO_VALUES.items():
+        view = "  user_last_transaction"
+        values = (f"user_id={user} -> HTTP 200\n{view}.last_amount +{re.escape(amount)}\n"
+                  f"{view}.last_merchant +{merchant}\n{view}.last_is_online +{online}\n")
+        assert re.search(values, demo.stdout), demo.stdout
+    flows = re.findall(r"^  (F\d)  messages=[1-9]\d* +rows=\d+ +bytes=\d+ +\S.* -> ", demo.stdout, re.M)
+    assert sorted(flows) == sorted(DEMO_FLOWS), demo.stdout  # one summary line per flow
+    verify = _run(state_dir, "audit", "verify")
+    assert verify.returncode == 0, verify.stderr
+    assert "audit chain intact" in verify.stdout
+
+
+def _key_of(output: str) -> str:
+    found = re.search(r"(fpk_[0-9a-f]{16}_\S+)", output)
+    assert found, output
+    return found.group(1)
+
+
+def _until_status(gateway: str, key: str, status: int) -> None:
+    """get-features with `key` until it answers `status` (a role change reaches every replica's read model)."""
+    deadline = time.monotonic() + 60
+    while (answer := _get_features(gateway, "u1", key))[0] != status:
+        assert time.monotonic() < deadline, f"still {answer}, expected HTTP {status}"
+        time.sleep(0.3)
+
+
+def _users_roles_and_keys(state_dir: Path, gateway: str, revoked_key_id: str) -> None:
+    """A user gets and loses a role, a second key; only admins create users; the key list shows metadata only."""
+    made = _run(state_dir, "user", "create", "--name", "alice", "--email", "alice@example.com")
+    assert made.returncode == 0, made.stderr
+    found = re.search(r"^created user (user-[0-9a-f]+) \('alice'\)$", made.stdout, re.M)
+    assert found, made.stdout
+    alice, alice_key = found.group(1), _key_of(made.stdout)
+    assert _get_features(gateway, "u1", alice_key)[0] == 403  # no role yet
+    granted = _run(state_dir, "access", "assign-role", "--role", "consumer", "--workspace", "prod",
+                   "--principal", alice)
+    assert granted.returncode == 0, granted.stderr
+    assert f"assigned role consumer for {alice} in workspace 'prod'" in granted.stdout
+    _until_status(gateway, alice_key, 200)
+    removed = _run(state_dir, "access", "unassign-role", "--role", "consumer", "--workspace", "prod",
+                   "--principal", alice)
+    assert removed.returncode == 0, removed.stderr
+    assert f"removed role consumer for {alice} in workspace 'prod'" in removed.stdout
+    _until_status(gateway, alice_key, 403)
+
+    second = _run(state_dir, "keys", "create", "--principal", alice, "--description", "alice's laptop")
+    assert second.returncode == 0, second.stderr
+    second_key = _key_of(second.stdout)
+    second_id, first_id = second_key.split("_")[1], alice_key.split("_")[1]
+    assert f"API key {second_id} for {alice}" in second.stdout
+    status, own = http_json(f"{gateway}/api/v1/keys", api_key=second_key)  # a non-admin sees its own keys only
+    assert status == 200, own
+    assert {(k["key_id"], k["principal_id"], k["revoked"]) for k in own["keys"]} == {
+        (first_id, alice, False), (second_id, alice, False)}
+
+    refused = _run(state_dir, "--api-key", alice_key, "user", "create", "--name", "eve")
+    assert refused.returncode == 2
+    assert "not an account admin" in refused.stderr
+    boss = _run(state_dir, "user", "create", "--name", "bob", "--email", "bob@example.com", "--admin")
+    assert boss.returncode == 0, boss.stderr
+    assert "(account admin)" in boss.stdout
+    bob_key = _key_of(boss.stdout)
+    by_bob = _run(state_dir, "--api-key", bob_key, "workspace", "create", "bobs")  # an admin's right
+    assert by_bob.returncode == 0, by_bob.stderr
+    assert "created live workspace 'bobs'" in by_bob.stdout
+
+    listed = _run(state_dir, "keys", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(rf"^{second_id}\s+{alice}\s+active\s+20\S+\s+admin\s+alice's laptop$", listed.stdout, re.M)
+    assert re.search(rf"^{revoked_key_id}\s+sa-[0-9a-f]+\s+revoked\s", listed.stdout, re.M)
+    assert re.search(r"\badmin\s+active\s+20\S+\s+featureplane up\s+bootstrap admin key$", listed.stdout, re.M)
+    assert "fpk_" not in listed.stdout
+    for secret in (alice_key, second_key, bob_key):
+        assert secret.split("_", 2)[2] not in listed.stdout
+    status, every = http_json(f"{gateway}/api/v1/keys", api_key=bob_key)
+    assert status == 200, every
+    assert len(every["keys"]) > len(own["keys"])
+    assert all(set(k) == KEY_FIELDS for k in every["keys"])  # never a salt, hash or secret
+
+
+def _workspaces_and_blocked_plan(state_dir: Path) -> None:
+    """A selected workspace is the default of later commands; removing a prevent_destroy view is BLOCKED."""
+    made = _run(state_dir, "workspace", "create", "staging", "--development")
+    assert made.returncode == 0, made.stderr
+    assert "created development workspace 'staging'" in made.stdout
+    selected = _run(state_dir, "workspace", "select", "staging")
+    assert selected.returncode == 0, selected.stderr
+    listed = _run(state_dir, "workspace", "list")
+    assert re.search(r"^\* staging\s+development$", listed.stdout, re.M), listed.stdout
+    assert re.search(r"^  prod\s+live$", listed.stdout, re.M), listed.stdout
+
+    source = (REPO_ROOT / "examples" / "quickstart" / "features.py").read_text()
+    guarded = state_dir.parent / "guarded"
+    shutil.copytree(REPO_ROOT / "examples" / "quickstart", guarded)
+    (guarded / "features.py").write_text(source.replace(
+        '    description="The most recent transaction of each user",\n',
+        '    description="The most recent transaction of each user",\n    prevent_destroy=True,\n'))
+    applied = _run(state_dir, "apply", str(guarded))  # no --workspace: the selected one
+    assert applied.returncode == 0, applied.stderr
+    assert "applied 4 change(s) to workspace 'staging'" in applied.stdout
+
+    unguarded = state_dir.parent / "unguarded"
+    shutil.copytree(REPO_ROOT / "examples" / "quickstart", unguarded)
+    (unguarded / "features.py").write_text(source[:source.index("user_last_transaction = StreamFeatureView(")])
+    plan = _run(state_dir, "plan", str(unguarded))
+    assert plan.returncode == 1, plan.stderr
+    assert "for workspace 'staging'" in plan.stdout
+    assert "- delete feature view 'user_last_transaction': BLOCKED by prevent_destroy" in plan.stdout
+    assert "- delete feature service 'fraud_detection'" in plan.stdout
+    assert "cannot be applied" in plan.stderr
+    assert "--plan-id" not in plan.stdout
+    refused = _run(state_dir, "apply", str(unguarded))
+    assert refused.returncode == 2
+    assert "BLOCKED by prevent_destroy" in refused.stderr
+    unchanged = _run(state_dir, "plan", str(guarded))  # the refused apply deleted nothing
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert "for workspace 'staging': no change(s)" in unchanged.stdout
+    assert _run(state_dir, "workspace", "select", "prod").returncode == 0
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "st"
@@ -107,6 +244,7 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
         applied = _run(state_dir, "apply", "examples/quickstart", "--workspace", "prod")
         assert applied.returncode == 0, applied.stderr
         assert "applied 4 change(s)" in applied.stdout
+        _make_demo(state_dir)
         _plan_then_apply(state_dir)
 
         broken = _run(state_dir, "ingest", "transactions", "-", stdin='{"user_id": "u1"}\nnot json\n')
@@ -117,6 +255,12 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
         ingested = _run(state_dir, "ingest", "transactions", "-", stdin=events)
         assert ingested.returncode == 0, ingested.stderr
         assert "sent 5 records" in ingested.stdout
+        later = state_dir.parent / "later.jsonl"
+        later.write_text('{"user_id": "u3", "ts": "2026-11-26T10:00:00Z", "amount": 8.5, "merchant": "tea", '
+                         '"is_online": true}\n')
+        from_file = _run(state_dir, "ingest", "transactions", str(later))
+        assert from_file.returncode == 0, from_file.stderr
+        assert "sent 1 records" in from_file.stdout
 
         made = _run(state_dir, "service-account", "create", "--name", "fraud-model")
         assert made.returncode == 0, made.stderr
@@ -134,11 +278,17 @@ def test_up_apply_ingest_query_down(state_dir: Path) -> None:
             time.sleep(0.3)
         assert answer[0] == 200
         assert answer[1]["result"]["features"] == [42.0, "books", True]
+        while (answer := _get_features(info.gateway_url, "u3", key.group(1)))[1]["result"]["features"][0] != 8.5:
+            assert time.monotonic() < deadline, f"the record ingested from a file was never served: {answer}"
+            time.sleep(0.3)
+        assert answer[1]["result"]["features"] == [8.5, "tea", True]
 
         key_id = key.group(1).split("_")[1]
         revoked = _run(state_dir, "keys", "revoke", key_id)
         assert revoked.returncode == 0, revoked.stderr
         assert _get_features(info.gateway_url, "u1", key.group(1))[0] == 401
+        _users_roles_and_keys(state_dir, info.gateway_url, key_id)
+        _workspaces_and_blocked_plan(state_dir)
 
         summary = _run(state_dir, "audit", "summary")
         assert summary.returncode == 0, summary.stderr
@@ -194,5 +344,9 @@ def _rotate_and_restart(state_dir: Path, kafka_ports: list[int]) -> None:
         listed = _run(state_dir, "workspace", "list")  # the admin key and workspace prod survived
         assert listed.returncode == 0, listed.stderr
         assert "prod" in listed.stdout
+        keys = _run(state_dir, "keys", "list")  # and the keys' metadata, revoked ones too
+        assert keys.returncode == 0, keys.stderr
+        assert re.search(r"\badmin\s+active\s+\S+\s+featureplane up\s+bootstrap admin key$", keys.stdout, re.M)
+        assert " revoked " in keys.stdout
     finally:
         assert _run(state_dir, "down", timeout=120).returncode == 0

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from hypothesis import strategies as st
 
-from events import audit, control, data, jobs, specs
+from events import access, audit, control, data, jobs, specs
 from events.flows import Flow
 from events.planes import PLANE_OF, Component
 
@@ -118,4 +118,28 @@ job_bodies = st.one_of(
     st.builds(jobs.JobUpdated, job_records),
     st.builds(control.TriggerMaterialization, names, names, times, times),
     st.builds(control.TickSchedules, times),
+)
+
+principals = st.builds(access.PrincipalSpec, names, st.sampled_from(access.PrincipalKind), text, text, names,
+                       st.booleans(), text)
+api_keys = st.builds(access.ApiKeySpec, st.text(alphabet="0123456789abcdef", min_size=16, max_size=16), names,
+                     st.binary(max_size=16), st.binary(max_size=32), text, names, st.none() | times)
+grants = st.builds(access.RoleGrant, names, names, st.sampled_from(access.Role))
+access_bodies = st.one_of(
+    st.builds(control.BootstrapAdmin, names, principals, api_keys),
+    st.builds(control.CreateWorkspace, names, names, st.booleans()),
+    st.builds(control.CreateServiceAccount, names, principals, api_keys),
+    st.builds(control.CreateUser, names, principals, api_keys),
+    st.builds(control.IssueApiKey, names, api_keys),
+    st.builds(control.RevokeApiKey, names, names),
+    st.builds(control.AssignRole, names, grants),
+    st.builds(control.UnassignRole, names, grants),
+    st.builds(control.WorkspaceCreated, names, st.booleans()),
+    st.builds(control.PrincipalCreated, principals),
+    st.builds(control.ApiKeyIssued, api_keys),
+    st.builds(control.ApiKeyRevoked, names),
+    st.builds(control.RoleAssigned, grants),
+    st.builds(control.RoleUnassigned, grants),
+    st.builds(control.CommandSucceeded, names),
+    st.builds(control.CommandRejected, names, text),
 )

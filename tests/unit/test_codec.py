@@ -13,7 +13,7 @@ from events.codec import CODEC, Codec, Registration
 from events.errors import DecodeError, SchemaVersionError, UnknownEventType
 from events.planes import Component, Plane
 from events.specs import EntitySpec
-from tests.unit.strategies import bodies, components, job_bodies, names
+from tests.unit.strategies import access_bodies, bodies, components, job_bodies, names
 
 
 @settings(max_examples=300)
@@ -31,6 +31,16 @@ def test_every_registered_message_round_trips(body: Any, producer: Component, wo
 def test_job_messages_round_trip(body: Any, producer: Component, workspace: str) -> None:
     message = CODEC.message(body, producer=producer, workspace=workspace)
     assert CODEC.decode(CODEC.encode(message)) == message
+
+
+@settings(max_examples=200)
+@given(body=access_bodies, producer=components, workspace=names, principal=names)
+def test_access_messages_round_trip(body: Any, producer: Component, workspace: str, principal: str) -> None:
+    """Principals (users with their email, admins), keys with their creation time, roles and outcomes."""
+    message = CODEC.message(body, producer=producer, workspace=workspace, principal=principal)
+    decoded = CODEC.decode(CODEC.encode(message))
+    assert decoded == message
+    assert type(decoded.body) is type(body)
 
 
 def test_envelope_records_plane_of_producer_and_causation() -> None:
