@@ -98,6 +98,12 @@ async def setup(deployment: Deployment, admin_key: str,
                                                       ws) for role in [*ROLES, "none"]))
     targets = await asyncio.gather(*(_service_account(url, admin_key, f"target-{slot}", "viewer", ws)
                                      for slot in SLOTS))
+    # a second key per target to watch role changes through, whether or not revoke-key ran before
+    probes = await asyncio.gather(*(_call(url, "POST", f"/api/v1/principals/{t['principal_id']}/keys", admin_key,
+                                          {"description": "probe"}) for t in targets))
+    for target, (status, probe) in zip(targets, probes, strict=True):
+        assert status == 201, probe
+        target["probe_key"] = probe["api_key"]
     keys = {"admin": admin_key, **{role: made["api_key"] for role, made in zip([*ROLES, "none"], callers, strict=True)},
             **BAD_KEYS}
     principals = {role: made["principal_id"] for role, made in zip([*ROLES, "none"], callers, strict=True)}
@@ -167,7 +173,8 @@ async def _outcome(http: aiohttp.ClientSession, setup: dict[str, Any], case: Cas
 
 # What the calls that act on another principal did to their target, seen through the target's own key:
 # case -> (a probe, its status when the call was allowed, its status when it was refused). Each slot has
-# its own target, so the answer does not depend on which of these cases ran first.
+# its own target (role changes are watched through its second key, revoke-key revokes its first), so the
+# answer does not depend on which of these cases ran first.
 EFFECTS: dict[str, tuple[str, str, int, int]] = {
     "assign-role": ("POST", "/api/v1/feature-service/get-features", 200, 403),  # consumer given, or still viewer
     "unassign-role": ("GET", "/api/v1/workspaces/{ws}", 403, 200),  # no role left, or still viewer
@@ -185,8 +192,9 @@ async def test_every_caller_on_every_route(setup: dict[str, Any], case: Case) ->
     assert dict(zip(SLOTS, got, strict=True)) == expected
     if case.name in EFFECTS:
         method, path, if_allowed, if_refused = EFFECTS[case.name]
+        key = "api_key" if case.name == "revoke-key" else "probe_key"
         seen = {slot: (await _call(setup["url"], method, path.format(ws=setup["ws"]),
-                                   setup["targets"][slot]["api_key"], _features_body(setup["ws"])))[0]
+                                   setup["targets"][slot][key], _features_body(setup["ws"])))[0]
                 for slot in SLOTS}
         assert seen == {slot: if_allowed if slot in CALLERS and case.allows(slot) else if_refused
                         for slot in SLOTS}
