@@ -23,7 +23,7 @@ from deploy.runinfo import DEFAULT_STATE_DIR, RunInfo
 from events.data import Scalar
 from events.errors import FeatureplaneError, InvalidRequest
 from events.topics import TopicNames
-from stores.metadata import MetadataKey, load_metadata_key, rotate_key, write_key_file
+from stores.metadata import DEFAULT_KEY_ENV_VAR, MetadataKey, load_metadata_key, rotate_key, write_key_file
 
 
 def _connection(args: argparse.Namespace) -> client.Connection:
@@ -343,7 +343,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_metadata_rotate(args: argparse.Namespace) -> int:
-    """Re-encrypt the control plane's snapshot under a new key; featureplane must be down (the store is locked)."""
+    """Re-encrypt the control plane's snapshot under a new key; featureplane must be down (the store is locked).
+
+    When the current key comes from $FEATUREPLANE_METADATA_KEY, `up` keeps using that variable, so a new
+    key written to the state folder's metadata.key would not be used and the next start could not decrypt:
+    then only an explicit --new-key-file is accepted, and the user is told to switch to it."""
     state_dir = args.state_dir.resolve()
     info = RunInfo.read(state_dir)
     if info is not None and pid_alive(info.pid):
@@ -351,11 +355,23 @@ def cmd_metadata_rotate(args: argparse.Namespace) -> int:
     prefix = args.topic_prefix or "fp"
     folder = store_dir(state_dir, prefix, "control_plane-0") / "metadata"
     old_file = (args.old_key_file or state_dir / "metadata.key").resolve()
+    key_in_env = bool(os.environ.get(DEFAULT_KEY_ENV_VAR, "").strip())
     old = load_metadata_key(old_file if old_file.exists() else None)
     if args.new_key_file:
-        rotate_key(folder, old, load_metadata_key(args.new_key_file.resolve(), env_var="FEATUREPLANE_NO_SUCH_VAR"))
-        print(f"re-encrypted {folder} with key {args.new_key_file}; start with --metadata-key-file {args.new_key_file}")
+        new_file = args.new_key_file.resolve()
+        if not new_file.exists():
+            write_key_file(new_file, MetadataKey.generate())  # 0600; never replaces a file
+        new = load_metadata_key(new_file, env_var="FEATUREPLANE_NO_SUCH_VAR")
+        rotate_key(folder, old, new)
+        print(f"re-encrypted {folder}: key {old.key_id} -> {new.key_id}, in {new_file}; start with "
+              f"--metadata-key-file {new_file}" + (f" and unset {DEFAULT_KEY_ENV_VAR}" if key_in_env else ""))
         return 0
+    if key_in_env:
+        raise InvalidRequest(
+            f"the metadata key comes from ${DEFAULT_KEY_ENV_VAR}, which `featureplane up` uses before the state "
+            f"folder's metadata.key: a new key written there would not be used. Rotate to a key file instead: "
+            f"`featureplane metadata rotate-key --new-key-file NEW` (made if NEW does not exist), then unset "
+            f"{DEFAULT_KEY_ENV_VAR} and start with --metadata-key-file NEW")
     new = MetadataKey.generate()
     staged = old_file.with_name(old_file.name + ".new")
     staged.unlink(missing_ok=True)
@@ -463,7 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     metadata_sub = metadata.add_subparsers(dest="metadata_command", required=True)
     rotate = metadata_sub.add_parser("rotate-key", help="re-encrypt under a new key (while featureplane is down)")
     rotate.add_argument("--old-key-file", type=Path, help="default: the state folder's metadata.key")
-    rotate.add_argument("--new-key-file", type=Path, help="default: make one and replace metadata.key with it")
+    rotate.add_argument("--new-key-file", type=Path,
+                        help="the new key (made there, 0600, if the file does not exist); default: make one and "
+                             "replace metadata.key with it, refused when the key is in $FEATUREPLANE_METADATA_KEY")
     metadata.set_defaults(func=cmd_metadata_rotate)
 
     audit = sub.add_parser("audit", help="read the audit log")

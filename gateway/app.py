@@ -90,13 +90,12 @@ async def _require_read(server: FeatureServer, principal: PrincipalSpec, feature
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness for orchestrators, without a key: so no metadata (workspace names need the viewer role)."""
     server = request.app[SERVER_KEY]
-    registry = server.follower.registry
     in_flight = request.app[IN_FLIGHT_KEY]
     return web.json_response({
         "status": "ok",
         "replica": server.replica_id,
-        "workspaces": sorted(registry.workspaces),
         "in_flight": {"current": in_flight.current, "limit": in_flight.limit, "refused": in_flight.refused},
     })
 

@@ -104,7 +104,7 @@ _AUDIT_QUERY = [_query("limit", schema={"type": "integer", "minimum": 1, "maximu
 
 PATHS: dict[str, dict[str, Schema]] = {
     "/api/openapi.json": {"get": _operation("This document", auth=False)},
-    "/healthz": {"get": _operation("Liveness, the workspaces this replica serves, its in-flight requests",
+    "/healthz": {"get": _operation("Liveness: status, replica, in-flight requests (no metadata: no key needed)",
                                    auth=False)},
     "/api/v1/feature-service/get-features": {"post": _operation("Features of one entity (Tecton shape)",
                                                                 body=_GET_FEATURES)},

@@ -283,8 +283,8 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_and_consumers_go_
         async with http_session.post(f"{deployment.gateway_url}/api/v1/workspaces", json={"name": created},
                                      headers=auth(admin_key)) as resp:
             assert resp.status == 201
-        async with http_session.get(f"{deployment.gateway_url}/healthz") as resp:
-            assert created in (await resp.json())["workspaces"]
+        async with http_session.get(f"{deployment.gateway_url}/api/v1/workspaces", headers=auth(admin_key)) as resp:
+            assert created in {w["name"] for w in (await resp.json())["workspaces"]}
 
 
 FLOOD_RECORDS = 20_000

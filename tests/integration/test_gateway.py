@@ -45,13 +45,19 @@ async def test_a_just_applied_service_is_served_not_404(deployment: Deployment, 
     assert body["result"]["features"] == [None, None]
 
 
-async def test_healthz_lists_applied_workspaces(deployment: Deployment, workspace: str) -> None:
+async def test_the_gateway_lists_applied_workspaces_but_healthz_names_none(deployment: Deployment, workspace: str,
+                                                                          admin_key: str) -> None:
     async def listed() -> bool | None:
-        async with aiohttp.ClientSession() as http, http.get(f"{deployment.gateway_url}/healthz") as resp:
+        async with aiohttp.ClientSession() as http, http.get(f"{deployment.gateway_url}/api/v1/workspaces",
+                                                             headers=auth(admin_key)) as resp:
             assert resp.status == 200
-            return True if workspace in (await resp.json())["workspaces"] else None
+            return True if workspace in {w["name"] for w in (await resp.json())["workspaces"]} else None
 
-    assert await eventually(listed, 10, f"workspace {workspace} in /healthz")
+    assert await eventually(listed, 10, f"workspace {workspace} in GET /api/v1/workspaces")
+    async with aiohttp.ClientSession() as http, http.get(f"{deployment.gateway_url}/healthz") as resp:
+        assert resp.status == 200
+        health = await resp.text()
+    assert workspace not in health  # /healthz needs no key, so it shows no metadata
 
 
 async def test_unknown_workspace_and_service_are_404(deployment: Deployment, workspace: str,
