@@ -54,6 +54,8 @@ CASES: tuple[Case, ...] = (
     Case("assign-role", "POST", "/api/v1/workspaces/{workspace}/roles", "owner"),
     Case("unassign-role", "DELETE", "/api/v1/workspaces/{workspace}/roles", "owner"),
     Case("create-service-account", "POST", "/api/v1/service-accounts", ADMIN),
+    Case("create-user", "POST", "/api/v1/users", ADMIN),
+    Case("list-keys", "GET", "/api/v1/keys", ANY_KEY),  # an admin sees every key, others their own
     Case("issue-key", "POST", "/api/v1/principals/{principal}/keys", ADMIN),
     Case("revoke-key", "DELETE", "/api/v1/keys/{key_id}", ADMIN),
     Case("ui-lineage-of-workspace", "GET", "/ui/lineage", "viewer"),  # ?workspace=W

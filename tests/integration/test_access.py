@@ -147,6 +147,8 @@ def _request(case: str, setup: dict[str, Any], slot: str) -> tuple[str, dict[str
         "unassign-role": (f"/api/v1/workspaces/{ws}/roles", {"json": {
             "principal_id": target["principal_id"], "role": "viewer"}}),
         "create-service-account": ("/api/v1/service-accounts", {"json": {"name": f"made-by-{slot}"}}),
+        "create-user": ("/api/v1/users", {"json": {"name": f"user-by-{slot}"}}),
+        "list-keys": ("/api/v1/keys", {}),
         "issue-key": (f"/api/v1/principals/{target['principal_id']}/keys", {"json": {"description": slot}}),
         "revoke-key": (f"/api/v1/keys/{target['key_id']}", {}),
         "ui-lineage-of-workspace": (f"/ui/lineage?workspace={ws}", {}),
@@ -235,9 +237,8 @@ async def test_a_wrong_secret_for_a_known_key_id_is_401(setup: dict[str, Any]) -
 async def test_every_audit_record_of_a_read_carries_the_callers_principal(setup: dict[str, Any]) -> None:
     """One get-features call by a consumer: its request (F1), the online read (F2), the read's reply (F3) and
     the response (F4) are each audited with the consumer as principal. The API takes no correlation id, so
-    the call's F1 record is found by what it alone has (a join key nobody else reads, in the record's
-    the only F1 of the workspace since the call started (this module's tests run one at a time), and the
-    others by its correlation id."""
+    the call's F1 record is found as the only F1 of the workspace since the call started (this module's tests
+    run one at a time), and the others by its correlation id."""
     url, admin, ws, consumer = setup["url"], setup["keys"]["admin"], setup["ws"], setup["principals"]["consumer"]
     since = datetime.now(UTC).isoformat()
     async with aiohttp.ClientSession() as http:
