@@ -52,6 +52,9 @@ def decide_apply(registry: Registry, envelope: Envelope, command: control.ApplyR
     if errors:
         return [control.RepoRejected(command.apply_id, tuple(errors))]
     ws = registry.workspaces.get(workspace)
+    if ws is None and not workspace.isidentifier():
+        # The apply creates the workspace: the same name rule as CreateWorkspace.
+        return [control.RepoRejected(command.apply_id, (_workspace_name_problem(workspace),))]
     if command.expected_digest and command.expected_digest != workspace_digest(ws):
         return [control.RepoRejected(command.apply_id, (
             f"workspace '{workspace}' changed since the plan was made; run featureplane plan again",))]
@@ -63,6 +66,10 @@ def decide_apply(registry: Registry, envelope: Envelope, command: control.ApplyR
     events += change_events(changes, command.repo)
     # All of one apply commits in one transaction: readers never see half a repository.
     return [*events, control.RepoApplied(command.apply_id, len(changes))]
+
+
+def _workspace_name_problem(name: str) -> str:
+    return f"workspace name '{name}' must be a Python identifier"
 
 
 def _refusal(registry: Registry, envelope: Envelope, command: Any) -> str | None:
@@ -102,7 +109,7 @@ def _access_events(registry: Registry, caller: str, command: Any) -> tuple[str |
         if command.name in registry.workspaces:
             return f"workspace '{command.name}' exists already", []
         if not command.name.isidentifier():
-            return f"workspace name '{command.name}' must be a Python identifier", []
+            return _workspace_name_problem(command.name), []
         return None, [control.WorkspaceCreated(command.name, command.live)]
     if isinstance(command, control.CreateServiceAccount):
         principal = replace(command.principal, is_admin=False, created_by=caller)
