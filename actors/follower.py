@@ -1,19 +1,47 @@
-"""Read models kept by folding a topic from its beginning (flow F8: definitions reach every plane)."""
+"""Read models kept by folding a topic from its beginning (flow F8: definitions reach every plane).
+
+A reader's registry moves from one applied state to the next: the control plane writes each apply as one
+transaction of object events closed by RepoApplied, and a poll may end inside it (it returns at most 1000
+records), so the follower holds what it folded after the last closing event until the next one arrives.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import structlog
 
-from actors.bus import Bus, Consumer, stop_reading
+from actors.bus import Bus, Consumer, Record, stop_reading
 from actors.replies import POLL_RETRY_S
+from events import control
 from events.codec import CODEC, Codec
 from events.errors import DeadlineExceeded, DecodeError
+from events.jobs import JobUpdated
 from events.registry import Registry
 from events.shape import checked
 from events.topics import CONTROL_EVENTS, TopicNames
+
+# Each decision of the control plane is one transaction of events ending with one of these: an apply's
+# object events then RepoApplied (or only RepoRejected), a command's events then its outcome.
+_CLOSING = (control.RepoApplied, control.RepoRejected, control.CommandSucceeded, control.CommandRejected)
+# Job records are published on their own, outside any group.
+_STANDALONE = (JobUpdated,)
+
+
+def opens_group(body: object, is_open: bool) -> bool:
+    """Whether a group of events is still open after `body`."""
+    if isinstance(body, _CLOSING):
+        return False
+    return is_open or not isinstance(body, _STANDALONE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Folded:
+    complete: Registry | None  # the state after the last closed group of the poll (None: none closed)
+    complete_to: dict[tuple[str, int], int]  # the position after that group's last record
+    open: bool  # whether the poll ended inside a group
 
 
 class RegistryFollower:
@@ -33,6 +61,8 @@ class RegistryFollower:
         # Positions whose records are all folded into `registry` (not merely fetched).
         self._folded_to: dict[tuple[str, int], int] = dict(self._start_positions)
         self._log = structlog.get_logger().bind(read_model="registry")
+        # Folded but not yet published: the events of an apply (or command) a poll cut off before its end.
+        self._held, self._open = self.registry, False
 
     async def start(self) -> None:
         self._consumer = await self._bus.reader([self._names.name(CONTROL_EVENTS)], "earliest",
@@ -66,30 +96,49 @@ class RegistryFollower:
     async def close(self) -> None:
         await stop_reading(self._task, self._consumer)
 
+    def _fold(self, records: Sequence[Record]) -> _Folded:
+        """Fold `records` after what earlier polls held; what a reader may see is the state after the last
+        record that closes a group of events (an apply, a command), never one inside it."""
+        registry, is_open = self._held, self._open
+        folded = _Folded(None, {}, is_open)
+        for record in records:
+            try:
+                message = checked(self._codec.decode(record.value))
+            except (DecodeError, TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+                # The control plane wrote it; a reader cannot fix it, only report it (the event stays
+                # unapplied, the read model goes on with the next one).
+                # It ends any open group too: a reader may then see part of it, but never stops following.
+                self._log.error("undecodable_control_event", offset=record.offset, error=str(exc))
+                message, is_open = None, False
+            if message is not None:
+                registry = registry.apply(message)
+                is_open = opens_group(message.body, is_open)
+            if not is_open:
+                folded = _Folded(registry, {(record.topic, record.partition): record.offset + 1}, False)
+        self._held, self._open = registry, is_open
+        return replace(folded, open=is_open)
+
     async def _follow(self, consumer: Consumer) -> None:
         while True:
-            try:
-                records = await consumer.poll(500, 1000)
-                positions = await consumer.positions()
-            except Exception:  # noqa: BLE001 - e.g. the broker is away: the client reconnects, we poll again
-                self._log.warning("registry_poll_failed", exc_info=True)
-                await asyncio.sleep(POLL_RETRY_S)
-                continue
-            if not records:
-                if positions != self._folded_to:  # e.g. moved past a transaction marker
-                    async with self._changed:
-                        self._folded_to = positions
-                        self._changed.notify_all()
-                continue
-            registry = self.registry
-            for record in records:
-                try:
-                    registry = registry.apply(checked(self._codec.decode(record.value)))
-                except (DecodeError, TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
-                    # The control plane wrote it; a reader cannot fix it, only report it (the event stays
-                    # unapplied, the read model goes on with the next one).
-                    self._log.error("undecodable_control_event", offset=record.offset, error=str(exc))
-            async with self._changed:
-                self.registry = registry
-                self._folded_to = positions
+            await self._poll_once(consumer)
+
+    async def _poll_once(self, consumer: Consumer) -> None:
+        try:
+            records = await consumer.poll(500, 1000)
+            positions = await consumer.positions()
+        except Exception:  # noqa: BLE001 - e.g. the broker is away: the client reconnects, we poll again
+            self._log.warning("registry_poll_failed", exc_info=True)
+            await asyncio.sleep(POLL_RETRY_S)
+            return
+        if not records:
+            if positions != self._folded_to and not self._open:  # e.g. moved past a transaction marker
+                async with self._changed:
+                    self._folded_to = positions
+                    self._changed.notify_all()
+            return
+        folded = self._fold(records)
+        async with self._changed:
+            if folded.complete is not None:
+                self.registry = folded.complete
+                self._folded_to = positions if not folded.open else {**self._folded_to, **folded.complete_to}
                 self._changed.notify_all()

@@ -509,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--at", help="ISO-8601 time: trace the training-data values in effect then (offline)")
     lineage.set_defaults(func=cmd_lineage)
 
-    materialize = sub.add_parser("materialize", help="run a batch feature view's job for [start, end) now")
+    materialize = sub.add_parser("materialize", help="run a batch feature view's job (or a stream view's "
+                                                     "backfill) for [start, end) now")
     materialize.add_argument("feature_view")
     materialize.add_argument("--start", required=True, help="ISO-8601 time (UTC when no zone), inclusive")
     materialize.add_argument("--end", required=True, help="ISO-8601 time (UTC when no zone), exclusive")

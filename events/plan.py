@@ -21,6 +21,8 @@ from events.registry import OBJECT_KINDS, Workspace
 from events.specs import RepoSpec
 
 NON_DESTRUCTIVE_FIELDS = frozenset({"description", "tags", "owner", "prevent_destroy"})
+# Set by the control plane when it stores an object, never declared: a repository does not change them.
+CONTROL_PLANE_FIELDS = frozenset({"backfill_until"})
 
 
 class ChangeAction(StrEnum):
@@ -48,7 +50,8 @@ class Change:
 
 
 def _changed_fields(old: Any, new: Any) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name))
+    return tuple(f.name for f in dataclasses.fields(old)
+                 if f.name not in CONTROL_PLANE_FIELDS and getattr(old, f.name) != getattr(new, f.name))
 
 
 def plan_changes(ws: Workspace | None, repo: RepoSpec) -> tuple[Change, ...]:

@@ -266,6 +266,10 @@ class FeatureViewSpec:
     prevent_destroy: bool = False
     serving_cache_max_age_s: int | None = None  # None: the feature server's default max age
     compute: str = "rift"  # batch views: where jobs run, "rift" (data plane) or "external" (customer plane)
+    # Stream views created with a batch_schedule: set by the control plane (never by the SDK) to the time the
+    # view was created. Events before it are the backfill's (from the stream source's batch source), events
+    # from it on the stream's: each event is materialized by exactly one of them, so tiles never count twice.
+    backfill_until: datetime | None = None
 
     def feature_names(self) -> tuple[str, ...]:
         return (*(f.name for f in self.features), *(a.name for a in self.aggregates))

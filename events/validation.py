@@ -1,7 +1,8 @@
 """Validation of a feature repository's specs: every problem as a sentence that names the object.
 
-Pure: no I/O and no polars, so the control plane runs the same checks as the SDK. Whether SQL parses
-or an expression deserializes can only be checked with polars: the SDK does that when it compiles a
+Pure: no I/O and no polars, so the control plane runs the same checks as the SDK. That an expression
+carries no code is read from its JSON here (events.expressions). Whether SQL parses or an expression
+deserializes can only be checked with polars: the SDK does that when it compiles a
 transformation and records the output's columns in the spec, which is what these checks read.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from events.expressions import expression_problem
 from events.jobs import Compute
 from events.specs import (
     AGGREGATION_PARAMS,
@@ -239,6 +241,12 @@ def _transformation_problems(view: FeatureViewSpec, report: _Report) -> None:
         report.add("its SQL transformation is empty")
     if t.mode is TransformationMode.EXPRESSIONS and not t.expressions:
         report.add("its expression transformation has no expressions")
+    if t.mode is TransformationMode.EXPRESSIONS:
+        # No pickled code crosses a plane: refused here, before the control plane stores or broadcasts it.
+        for position, text in enumerate(t.expressions, 1):
+            problem = expression_problem(text)
+            if problem is not None:
+                report.add(f"expression {position} of its transformation {problem}")
     if not t.output_schema:
         report.add("its transformation produces no columns")
     _schema_problems(t.output_schema, report, "output column")

@@ -18,15 +18,14 @@ spec records for validation and the runtime.
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import polars as pl
 
 from events.errors import InvalidSpec
+from events.expressions import NotAnExpression, code_in_expression
 from events.specs import DType, FieldSpec, TransformationMode, TransformationSpec
 from sdk import _checks as check
 
@@ -36,10 +35,6 @@ _POLARS: Mapping[DType, pl.DataType] = {
     DType.STRING: pl.String(), DType.INT64: pl.Int64(), DType.FLOAT64: pl.Float64(), DType.BOOL: pl.Boolean(),
     DType.TIMESTAMP: pl.Datetime("us", "UTC"),
 }
-# Parts of node names in serialized expressions that carry code: pickled Python functions (anonymous
-# functions, `name.map`'s "Map", Python objects) or native plugins loaded from a library path.
-_CODE_MARKERS = ("Anonymous", "Python", "Plugin", "Udf", "Object")
-_PICKLED = list(b"PLPYFN")  # polars' marker in front of a pickled Python function
 _QUERY = re.compile(r"(\s|--[^\n]*\n|/\*.*?\*/)*(select|with)\b", re.IGNORECASE | re.DOTALL)
 _FILE_READ = re.compile(r"\bread_\w+\s*\(", re.IGNORECASE)
 _POLARS_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException)
@@ -83,10 +78,9 @@ def serialize(expr: pl.Expr) -> str:
 def load_expression(text: str) -> pl.Expr:
     """A serialized expression, deserialized only if it carries no code; InvalidSpec says why not."""
     try:
-        tree = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        carrier = code_in_expression(text)
+    except NotAnExpression as exc:
         raise InvalidSpec(f"not a serialized polars expression: {exc}") from None
-    carrier = _code_node(tree)
     if carrier is not None:
         raise InvalidSpec(f"the expression runs Python or native code ({carrier}); only built-in polars "
                           f"expressions may cross a plane")
@@ -94,22 +88,6 @@ def load_expression(text: str) -> pl.Expr:
         return pl.Expr.deserialize(io.StringIO(text), format="json")
     except _POLARS_ERRORS as exc:
         raise InvalidSpec(f"not a deserializable polars expression: {_first_line(exc)}") from None
-
-
-def _code_node(tree: Any) -> str | None:
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key.startswith("Map") or any(marker in key for marker in _CODE_MARKERS):
-                    return str(key)
-                stack.append(value)
-        elif isinstance(node, list):
-            if node[:len(_PICKLED)] == _PICKLED:
-                return "a pickled Python function"
-            stack.extend(node)
-    return None
 
 
 def apply(spec: TransformationSpec, frame: pl.LazyFrame) -> pl.LazyFrame:

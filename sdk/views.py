@@ -126,7 +126,8 @@ class StreamFeatureView(_MaterializedView):
     """Features computed from a StreamSource or PushSource as events arrive.
 
     Aggregates without an `aggregation_interval` are continuous (every event updates them); a
-    `batch_schedule` backfills from the source's batch source.
+    `batch_schedule` backfills from the source's batch source, from `feature_start_time` up to the view's
+    creation, after which the stream takes over (actors/components/stream_backfill.py).
     """
 
     kind: ClassVar[FeatureViewKind] = FeatureViewKind.STREAM

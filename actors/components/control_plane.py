@@ -15,6 +15,7 @@ from typing import Any
 
 from actors.components.job_table import JobTableFollower, fold
 from actors.components.scheduler import DEFAULT_POLICY, JOB_MESSAGES, SchedulerPolicy, decide_jobs
+from actors.components.stream_backfill import stamped
 from actors.follower import RegistryFollower
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
@@ -25,7 +26,7 @@ from events.envelope import Envelope, new_id
 from events.jobs import Compute, JobRecord, JobUpdated, MaterializationJob
 from events.plan import change_events, plan_changes, workspace_digest
 from events.planes import Component
-from events.registry import Registry
+from events.registry import Registry, Workspace
 from events.snapshot import encode_snapshot
 from events.topics import (
     CONTROL_CLOCK,
@@ -52,6 +53,9 @@ def decide_apply(registry: Registry, envelope: Envelope, command: control.ApplyR
     if errors:
         return [control.RepoRejected(command.apply_id, tuple(errors))]
     ws = registry.workspaces.get(workspace)
+    if ws is None and not workspace.isidentifier():
+        # The apply creates the workspace: the same name rule as CreateWorkspace.
+        return [control.RepoRejected(command.apply_id, (_workspace_name_problem(workspace),))]
     if command.expected_digest and command.expected_digest != workspace_digest(ws):
         return [control.RepoRejected(command.apply_id, (
             f"workspace '{workspace}' changed since the plan was made; run featureplane plan again",))]
@@ -60,9 +64,32 @@ def decide_apply(registry: Registry, envelope: Envelope, command: control.ApplyR
     if blocked:
         return [control.RepoRejected(command.apply_id, blocked)]
     events: list[Any] = [] if ws is not None else [control.WorkspaceCreated(workspace, True)]
-    events += change_events(changes, command.repo)
+    stored, refused = _stored_views(ws, change_events(changes, command.repo), envelope.occurred_at)
+    if refused:
+        return [control.RepoRejected(command.apply_id, tuple(refused))]
+    events += stored
     # All of one apply commits in one transaction: readers never see half a repository.
     return [*events, control.RepoApplied(command.apply_id, len(changes))]
+
+
+def _stored_views(ws: Workspace | None, events: list[Any], now: datetime) -> tuple[list[Any], list[str]]:
+    """The change events with each stream view as stored (its backfill cutoff), and any refusals."""
+    out: list[Any] = []
+    refused: list[str] = []
+    for event in events:
+        if isinstance(event, control.FeatureViewApplied):
+            old = ws.feature_views.get(event.feature_view.name) if ws is not None else None
+            view = stamped(old, event.feature_view, now)
+            if isinstance(view, str):
+                refused.append(view)
+                continue
+            event = control.FeatureViewApplied(view)
+        out.append(event)
+    return out, refused
+
+
+def _workspace_name_problem(name: str) -> str:
+    return f"workspace name '{name}' must be a Python identifier"
 
 
 def _refusal(registry: Registry, envelope: Envelope, command: Any) -> str | None:
@@ -102,7 +129,7 @@ def _access_events(registry: Registry, caller: str, command: Any) -> tuple[str |
         if command.name in registry.workspaces:
             return f"workspace '{command.name}' exists already", []
         if not command.name.isidentifier():
-            return f"workspace name '{command.name}' must be a Python identifier", []
+            return _workspace_name_problem(command.name), []
         return None, [control.WorkspaceCreated(command.name, command.live)]
     if isinstance(command, control.CreateServiceAccount):
         principal = replace(command.principal, is_admin=False, created_by=caller)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from actors.components.rift import parse_record, parse_timestamp, project, projects_attributes
+from actors.components.stream_backfill import after_cutoff
 from actors.components.tiling import aggregates_stream
 from actors.components.transform import transform_batch
 from events.errors import InvalidRequest, NotFound
@@ -90,6 +91,10 @@ def _problem(ws: Workspace, source: PushSourceSpec, views: Sequence[FeatureViewS
                 transform_batch(ws, source, [view], [fields])
         except InvalidRequest as exc:
             return view.name, exc.message
+        if not after_cutoff(view, event_time):
+            return view.name, (f"event time {event_time.isoformat()} is before {view.backfill_until}, from which on "
+                               f"feature view '{view.name}' is materialized by its stream; earlier events come "
+                               f"from its backfill")
         if view.ttl_s is not None and event_time < now - timedelta(seconds=view.ttl_s):
             return view.name, f"event time {event_time.isoformat()} is outside the TTL of feature view '{view.name}'"
     return None

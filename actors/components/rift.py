@@ -20,6 +20,7 @@ from actors.auditing import make_record
 from actors.bus import Record
 from actors.components.batch_job import job_decision
 from actors.components.chunks import chunks
+from actors.components.stream_backfill import after_cutoff
 from actors.components.tiling import TileBuilder, aggregate_input, aggregates_stream
 from actors.components.transform import Reader, transform_records
 from actors.follower import RegistryFollower
@@ -151,6 +152,8 @@ class Materialized:
 
     def add(self, found: list[Projection]) -> None:
         for ws, view, row, fields in found:
+            if not after_cutoff(view, row.event_time):
+                continue  # the view's backfill materializes events before its cutoff, the stream the rest
             key = (ws.name, view.name)
             if projects_attributes(view):
                 self.rows[key].append(row)

@@ -7,6 +7,10 @@ A batch feature view with a `batch_schedule` and a `feature_start_time` wants ev
 attempt is retried with exponential backoff up to `max_attempts`, then abandoned. A manual trigger is
 refused when it overlaps a range that is materialized or on its way: each source row is written once,
 which is what keeps re-runs from adding tiles twice.
+
+A stream view created with a `batch_schedule` and a `feature_start_time` gets one backfill, from
+`feature_start_time` to its cutoff, from its stream source's batch source, through the same jobs; manual
+backfills of it must end by the cutoff (actors/components/stream_backfill.py says why).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from actors.components.stream_backfill import backfill_source
 from events import control
 from events.access import Action
 from events.envelope import Envelope
@@ -43,7 +48,7 @@ DEFAULT_POLICY = SchedulerPolicy()
 
 @dataclass(frozen=True, slots=True)
 class BatchView:
-    """A batch view as a job needs it: its specs and its entities' join keys."""
+    """A view as its jobs need it: its specs, the batch source they read and its entities' join keys."""
 
     workspace: str
     view: FeatureViewSpec
@@ -54,17 +59,43 @@ class BatchView:
         return MaterializationJob(job_id, self.workspace, self.view, self.source, self.join_keys, window[0],
                                   window[1], attempt, Compute(self.view.compute), trigger)
 
+    def wanted(self, now: datetime) -> Range | None:
+        """What the view's jobs should have covered by `now`: a batch view every schedule interval ended
+        since feature_start_time, a stream view from feature_start_time to its cutoff (the stream does the
+        rest). None: not scheduled."""
+        start, step = self.view.feature_start_time, self.view.batch_schedule_s
+        if start is None or not step:
+            return None
+        if self.view.kind is FeatureViewKind.STREAM:
+            return None if self.view.backfill_until is None else (start, self.view.backfill_until)
+        return start, horizon(start, step, now)
+
+
+def job_view(ws: Workspace, name: str) -> BatchView | str:
+    """The view as its jobs read it: a batch view from its batch source, a stream view from its stream
+    source's batch source (actors/components/stream_backfill.py); or why it has no jobs."""
+    view = ws.feature_views.get(name)
+    if view is None:
+        return f"feature view '{name}' does not exist in workspace '{ws.name}'"
+    if view.kind is FeatureViewKind.STREAM:
+        backfill = backfill_source(ws, view)
+        if isinstance(backfill, str):
+            return backfill
+        return BatchView(ws.name, view, backfill, ws.join_keys(view))
+    source = ws.batch_sources.get(view.source)
+    if view.kind is not FeatureViewKind.BATCH or source is None:
+        return f"'{name}' is not a batch feature view with a batch source"
+    return BatchView(ws.name, view, source, ws.join_keys(view))
+
 
 def batch_view(ws: Workspace, name: str) -> BatchView | None:
-    view = ws.feature_views.get(name)
-    if view is None or view.kind is not FeatureViewKind.BATCH:
-        return None
-    source = ws.batch_sources.get(view.source)
-    return None if source is None else BatchView(ws.name, view, source, ws.join_keys(view))
+    found = job_view(ws, name)
+    return None if isinstance(found, str) else found
 
 
 def scheduled_views(registry: Registry) -> list[BatchView]:
-    """Batch views of live workspaces that run on a schedule (development workspaces never materialize)."""
+    """Views of live workspaces with jobs on a schedule (development workspaces never materialize): batch
+    views, and stream views backfilled from their source's batch source."""
     found = [batch_view(ws, name) for ws in registry.workspaces.values() if ws.live for name in ws.feature_views]
     return [b for b in found if b is not None and b.view.batch_schedule_s and b.view.feature_start_time]
 
@@ -109,12 +140,13 @@ def due_jobs(registry: Registry, jobs: JobTable, now: datetime, new_id: Callable
     """The jobs to send `now`: uncovered intervals of scheduled views, and retries whose backoff is over."""
     due: list[MaterializationJob] = []
     for batch in scheduled_views(registry):
-        start, step = batch.view.feature_start_time, batch.view.batch_schedule_s
-        if start is None or not step:
+        want, step = batch.wanted(now), batch.view.batch_schedule_s
+        if want is None or not step:
             continue
         covered = _ranges_of(jobs, batch.workspace, batch.view.name)
-        for gap in gaps((start, horizon(start, step, now)), covered):
-            one_tick = covered and (gap[1] - gap[0]).total_seconds() <= step
+        for gap in gaps(want, covered):
+            one_tick = covered and (gap[1] - gap[0]).total_seconds() <= step \
+                and batch.view.kind is FeatureViewKind.BATCH
             trigger = JobTrigger.SCHEDULE if one_tick else JobTrigger.BACKFILL
             due += [batch.job(new_id(), chunk, trigger) for chunk in split(gap, step, policy.max_backfill_jobs)]
     return due + retries(registry, jobs, now, policy)
@@ -158,14 +190,18 @@ def manual_job(registry: Registry, jobs: JobTable, workspace: str, view_name: st
         return f"feature view '{view_name}' does not exist in workspace '{workspace}'"
     if not ws.live:
         return f"workspace '{workspace}' is a development workspace: it does not materialize"
-    batch = batch_view(ws, view_name)
-    if batch is None:
-        return f"'{view_name}' is not a batch feature view with a batch source"
+    batch = job_view(ws, view_name)
+    if isinstance(batch, str):
+        return batch
     start, end = window
     if start.tzinfo is None or end.tzinfo is None:
         return "start and end need a time zone"
     if start >= end:
         return f"start {start.isoformat()} is not before end {end.isoformat()}"
+    cutoff = batch.view.backfill_until
+    if cutoff is not None and end > cutoff:
+        return (f"the stream of '{view_name}' materializes events from {cutoff.isoformat()} on: a backfill "
+                f"must end at or before that, not at {end.isoformat()}")
     overlapping = [j for j in jobs.values() if j.workspace == workspace and j.feature_view == view_name
                    and j.state is not JobState.ABANDONED and j.start < end and start < j.end]
     if overlapping:

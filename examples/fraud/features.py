@@ -46,7 +46,9 @@ user_spending = BatchFeatureView(
     tags={"model": "fraud"},
 )
 
-# Continuous stream aggregates; the expression adds a column, and a daily batch job backfills from files.
+# Continuous stream aggregates; the expression adds a column. With batch_schedule, events before the view
+# was created come from the source's batch source (`featureplane materialize user_velocity --start S --end E`,
+# or at apply with a feature_start_time), the later ones from the stream (docs/repository-dsl.md).
 user_velocity = StreamFeatureView(
     name="user_velocity",
     source=transactions_stream,

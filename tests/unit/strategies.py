@@ -48,7 +48,7 @@ views = st.builds(specs.FeatureViewSpec, names, st.lists(names, max_size=2).map(
                   st.sampled_from(specs.FeatureViewKind), st.lists(aggregates, max_size=2).map(tuple),
                   st.none() | transformations, st.none() | durations, st.none() | durations, st.none() | durations,
                   st.none() | times, schemas, st.lists(names, max_size=2).map(tuple), tags, text, st.booleans(),
-                  st.none() | durations, st.sampled_from(jobs.Compute).map(str))
+                  st.none() | durations, st.sampled_from(jobs.Compute).map(str), st.none() | times)
 services = st.builds(specs.FeatureServiceSpec, names, st.lists(names, max_size=3).map(tuple), text, tags, text,
                      st.booleans())
 repos = st.builds(specs.RepoSpec, st.lists(entities, max_size=2).map(tuple),

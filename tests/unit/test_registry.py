@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 
+from actors.components.control_plane import decide, decide_apply
 from events import control
 from events.codec import CODEC
+from events.control import ApplyRepo
 from events.errors import UnknownFeatureService, UnknownWorkspace
 from events.planes import Component
 from events.registry import Registry
-from events.specs import DType, EntitySpec, FeatureServiceSpec, FeatureSpec
+from events.specs import DType, EntitySpec, FeatureServiceSpec, FeatureSpec, TransformationMode, TransformationSpec
 from events.validation import repo_errors
-from tests.unit.fixtures import REPO, VIEW, applied_events
+from tests.unit.fixtures import REPO, SOURCE, VIEW, admin_registry, applied_events, envelope_of
 
 
 def _fold(bodies: list[object], workspace: str = "prod") -> Registry:
@@ -58,6 +61,10 @@ def test_unknown_workspace_and_service_are_not_found() -> None:
     (lambda r: replace(r, feature_services=(FeatureServiceSpec("svc", ("ghost",)),)), "unknown feature view"),
     (lambda r: replace(r, entities=(EntitySpec("user", ("uid",)),)), "join key 'uid'"),
     (lambda r: replace(r, entities=(EntitySpec("bad name", ("user_id",)),)), "identifier"),
+    (lambda r: replace(r, feature_views=(replace(VIEW, transformation=TransformationSpec(
+        TransformationMode.EXPRESSIONS, expressions=(json.dumps({"AnonymousFunction": {"function": [*b"PLPYFN"]}}),),
+        output_schema=SOURCE.schema)),)),
+     "feature view 'user_last': expression 1 of its transformation runs Python or native code"),
 ])
 def test_invalid_repos_are_rejected_with_the_reason(change: object, message: str) -> None:
     repo = change(REPO)  # type: ignore[operator]
@@ -66,3 +73,10 @@ def test_invalid_repos_are_rejected_with_the_reason(change: object, message: str
     assert isinstance(events[0], control.RepoRejected)
     assert any(message in e for e in events[0].errors), events[0].errors
     assert "a2" in _fold(events).rejected
+
+
+def test_applying_to_a_new_workspace_checks_its_name_like_create_workspace() -> None:
+    events = decide_apply(admin_registry(), envelope_of(workspace="bad name/.."), ApplyRepo("a3", REPO))
+    assert events == [control.RepoRejected("a3", ("workspace name 'bad name/..' must be a Python identifier",))]
+    refused = decide(admin_registry(), envelope_of(), control.CreateWorkspace("c1", "bad name/..", live=True))
+    assert refused == [control.CommandRejected("c1", "workspace name 'bad name/..' must be a Python identifier")]

@@ -7,13 +7,22 @@ from datetime import UTC, datetime
 import msgpack
 import pytest
 
-from actors.components.rift import parse_record, parse_timestamp, project, projects_attributes
+from actors.bus import Record
+from actors.components.rift import RiftWorker, parse_record, parse_timestamp, project, projects_attributes
+from actors.follower import RegistryFollower
+from actors.memory_bus import MemoryBus
+from actors.runtime import Decision, Inbound
+from events import control
 from events.codec import CODEC
+from events.data import IngestRecords
 from events.errors import InvalidRequest
 from events.planes import Component
 from events.registry import Registry
-from events.specs import AggregateSpec, FeatureViewKind, RecordFormat, TimeWindowSpec
-from tests.unit.fixtures import SOURCE, VIEW, applied_events
+from events.specs import AggregateSpec, FeatureViewKind, PushSourceSpec, RecordFormat, TimeWindowSpec
+from events.topics import INGEST, TopicNames
+from tests.unit.fixtures import REPO, SOURCE, VIEW, applied_events
+
+NAMES = TopicNames("t")
 
 
 def _record(**fields: object) -> bytes:
@@ -75,3 +84,39 @@ def test_views_with_aggregates_or_transformations_are_not_projected_as_attribute
     assert not projects_attributes(replace(VIEW, kind=FeatureViewKind.BATCH))
     assert not projects_attributes(replace(VIEW, aggregates=(AggregateSpec("amount_sum_1h_continuous", "amount",
                                                                              "sum", TimeWindowSpec(3600)),)))
+
+
+PUSHED = PushSourceSpec("pushed", "ts", SOURCE.schema)
+PUSH_REPO = replace(REPO, push_sources=(PUSHED,),
+                    feature_views=(VIEW, replace(VIEW, name="pushed_last", source="pushed")))
+
+
+def _rift(live: bool) -> RiftWorker:
+    """A worker whose read model holds REPO plus a push-fed view, in a live or a development workspace."""
+    events = [control.WorkspaceCreated("prod", live) if isinstance(e, control.WorkspaceCreated) else e
+              for e in applied_events(PUSH_REPO)]
+    registry = Registry().apply_all(CODEC.message(e, producer=Component.CONTROL_PLANE, workspace="prod")
+                                    for e in events)
+    return RiftWorker(NAMES, RegistryFollower(MemoryBus(), NAMES, registry=registry))
+
+
+def _written(decision: Decision) -> list[str]:
+    return [type(o.message.body).__name__ for o in decision.outputs]
+
+
+@pytest.mark.parametrize("live", [True, False])
+async def test_development_workspaces_stream_sources_are_not_read(live: bool) -> None:
+    rift = _rift(live)
+    assert ("transactions" in rift.subscriptions()) is live
+    raw = Inbound(Record("transactions", 0, 7, None, _record(), 0), None)
+    decision = await rift.handle([raw])
+    assert _written(decision) == (["WriteOnlineRows", "WriteOfflineRows"] if live else [])
+
+
+@pytest.mark.parametrize("live", [True, False])
+async def test_development_workspaces_push_sources_are_not_materialized(live: bool) -> None:
+    rift = _rift(live)
+    pushed = CODEC.message(IngestRecords("r1", "pushed", (_record(),)), producer=Component.FEATURE_SERVER,
+                           workspace="prod")
+    decision = await rift.handle([Inbound(Record(NAMES.name(INGEST), 0, 3, None, CODEC.encode(pushed), 0), pushed)])
+    assert _written(decision) == (["WriteOnlineRows", "WriteOfflineRows"] if live else [])

@@ -163,3 +163,15 @@ def test_gaps_and_covered_ranges_partition_the_wanted_range(spans: list[tuple[in
         in_covered = any(lo <= t < hi for lo, hi in covered)
         assert in_gap != in_covered
     assert all(a[1] < b[0] for a, b in itertools.pairwise(found))
+
+
+def test_a_manual_trigger_in_a_development_workspace_is_refused() -> None:
+    window = (START, START + timedelta(days=1))
+    assert manual_job(registry(live=False), {}, "ws", "spend", window, "m") == (
+        "workspace 'ws' is a development workspace: it does not materialize")
+    command = control.TriggerMaterialization("c1", "spend", *window)
+    admin = CODEC.message(command, producer=Component.FEATURE_SERVER, workspace="ws", principal="admin").envelope
+    answer = decide_jobs(registry(live=False), {}, admin, command, START + timedelta(days=2), lambda: "j")
+    assert answer == [control.CommandRejected("c1", "workspace 'ws' is a development workspace: it does not "
+                                                    "materialize")]
+    assert isinstance(manual_job(registry(), {}, "ws", "spend", window, "m"), MaterializationJob)  # live: runs

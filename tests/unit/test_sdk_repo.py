@@ -101,6 +101,22 @@ def test_a_transformation_that_does_not_compile_is_reported_with_its_file(tmp_pa
     )
 
 
+def test_a_feature_view_without_entities_is_reported_with_its_file(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, a=SOURCES, b=HEADER + "from a import tx\n"
+                 "lonely = StreamFeatureView('lonely', tx, [], [Attribute('amount', 'float64')])\n")
+    assert _errors(repo) == (f"{tmp_path / 'b.py'}: feature view 'lonely': has no entities",)
+
+
+def test_a_window_smaller_than_the_aggregation_interval_is_reported_with_its_file(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, a=SOURCES + "from sdk import Aggregate, TimeWindow\n"
+                 "five = Aggregate('amount', 'sum', TimeWindow(timedelta(minutes=5)), name='amount_5m')\n"
+                 "v = StreamFeatureView('v', tx, [user], [five],\n"
+                 "                      aggregation_interval=timedelta(minutes=10))\n")
+    assert _errors(repo) == (
+        f"{tmp_path / 'a.py'}: feature view 'v': aggregate 'amount_5m': window 5m is smaller than the aggregation "
+        f"interval 10m",)
+
+
 def test_loading_leaves_no_repository_module_or_path_behind(tmp_path: Path) -> None:
     path_before, modules_before = list(sys.path), set(sys.modules)
     load_repo(ROOT / "examples" / "fraud")

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from events.errors import InvalidSpec
+from events.expressions import expression_problem
 from events.specs import DType, FieldSpec, TransformationMode, TransformationSpec
 from sdk import Attribute, Entity, Field, StreamFeatureView, StreamSource
 from sdk.transforms import apply, compile_transformation, load_expression
@@ -98,6 +99,16 @@ def test_expression_over_a_missing_column_is_rejected() -> None:
 def test_expressions_carrying_code_or_garbage_are_never_deserialized(text: str, message: str) -> None:
     with pytest.raises(InvalidSpec, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_expression(text)
+
+
+def test_the_sdk_and_the_control_plane_refuse_the_same_code_carrying_expression() -> None:
+    pickled = json.dumps({"Alias": [{"AnonymousFunction": {"input": [{"Column": "amount"}],
+                                                           "function": [*b"PLPYFN", 1, 2]}}, "x"]})
+    spec = TransformationSpec(TransformationMode.EXPRESSIONS, expressions=(pickled,))
+    with pytest.raises(InvalidSpec, match=r"runs Python or native code \(AnonymousFunction\)"):
+        apply(spec, ROWS)  # what Rift runs: nothing is deserialized
+    assert expression_problem(pickled) == ("runs Python or native code (AnonymousFunction); only built-in polars "
+                                           "expressions may cross a plane")
 
 
 def test_python_functions_in_expressions_are_refused_at_compile_time() -> None:

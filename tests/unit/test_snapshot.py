@@ -29,12 +29,17 @@ def _history() -> list[tuple[str, Any]]:
         ("", control.PrincipalCreated(ADMIN)), ("", control.ApiKeyIssued(admin_key.spec)),
         ("", control.CommandSucceeded("c1")),
         *(("prod", e) for e in applied_events()),
-        ("dev", control.WorkspaceCreated("dev", False)),
+        # Each command's events close with its outcome, as the control plane writes them (one transaction):
+        # the follower publishes whole groups, so the cuts fall between groups.
+        ("dev", control.WorkspaceCreated("dev", False)), ("", control.CommandSucceeded("c2")),
         ("", control.PrincipalCreated(ALICE)), ("", control.ApiKeyIssued(alice_key.spec)),
+        ("", control.CommandSucceeded("c3")),
         ("prod", control.RoleAssigned(RoleGrant("sa-alice", "prod", Role.CONSUMER))),
-        ("dev", control.RoleAssigned(RoleGrant("sa-alice", "dev", Role.OWNER))),
+        ("", control.CommandSucceeded("c4")),
+        ("dev", control.RoleAssigned(RoleGrant("sa-alice", "dev", Role.OWNER))), ("", control.CommandSucceeded("c5")),
         ("prod", control.RoleUnassigned(RoleGrant("sa-alice", "prod", Role.CONSUMER))),
-        ("", control.ApiKeyRevoked(alice_key.spec.key_id)),
+        ("", control.CommandSucceeded("c6")),
+        ("", control.ApiKeyRevoked(alice_key.spec.key_id)), ("", control.CommandSucceeded("c7")),
         ("", control.CommandRejected("c9", "no")),
         ("prod", control.RepoRejected("a9", ("bad",))),
     ]
@@ -45,7 +50,7 @@ async def _publish(bus: MemoryBus, events: list[tuple[str, Any]]) -> None:
         CODEC.message(body, producer=Component.CONTROL_PLANE, workspace=ws))) for ws, body in events])
 
 
-@pytest.mark.parametrize("cut", [0, 3, 9, 14, 999])
+@pytest.mark.parametrize("cut", [0, 3, 9, 14, 18, 999])
 async def test_snapshot_plus_tail_equals_replay_from_zero(cut: int) -> None:
     history = _history()
     bus = MemoryBus()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -47,6 +48,9 @@ RISK = FeatureViewSpec(
     transformation=TransformationSpec(TransformationMode.SQL, "SELECT amount > 10 AS big FROM source",
                                       output_schema=(FieldSpec("big", DType.BOOL),)),
     request_schema=(FieldSpec("amount", DType.FLOAT64),), inputs=("velocity",))
+# An expression transformation keeping the push source's columns: the expressions are what a case varies.
+PASS_THROUGH = TransformationSpec(TransformationMode.EXPRESSIONS, expressions=(
+    json.dumps({"Alias": [{"Column": "amount"}, "a"]}),), output_schema=TX)
 REPO = RepoSpec((USER,), (STREAM,), (DAILY, VELOCITY, LAST, RISK),
                 (FeatureServiceSpec("fraud", ("daily", "velocity", "last", "risk")),), (HISTORY,), (PUSH,))
 
@@ -214,6 +218,18 @@ CASES: list[tuple[str, Change, list[str]]] = [
       "not have"]),
     ("batch source without path", lambda r: replace(r, batch_sources=(replace(HISTORY, path=" "),)),
      ["batch source 'history': has no path"]),
+    ("expression carrying a pickled function", view("last", transformation=replace(PASS_THROUGH, expressions=(
+        json.dumps({"Alias": [{"Column": "amount"}, "a"]}),
+        json.dumps({"AnonymousFunction": {"input": [{"Column": "a"}], "function": [*b"PLPYFN", 1, 2]}})))),
+     ["feature view 'last': expression 2 of its transformation runs Python or native code (AnonymousFunction); "
+      "only built-in polars expressions may cross a plane"]),
+    ("expression loading a native plugin", view("last", transformation=replace(PASS_THROUGH, expressions=(
+        json.dumps({"Function": {"input": [], "function": {"FfiPlugin": {"lib": "/tmp/evil.so"}}}}),))),
+     ["feature view 'last': expression 1 of its transformation runs Python or native code (FfiPlugin); "
+      "only built-in polars expressions may cross a plane"]),
+    ("expression that is not JSON", view("last", transformation=replace(PASS_THROUGH, expressions=("nope",))),
+     ["feature view 'last': expression 1 of its transformation is not a serialized polars expression: "
+      "Expecting value: line 1 column 1 (char 0)"]),
 ]
 
 
@@ -234,3 +250,7 @@ def test_problems_carry_the_namespace_and_name_of_their_object() -> None:
 def test_realtime_views_need_no_entities() -> None:
     assert not [e for e in repo_errors(REPO) if "risk" in e]
     assert repo_errors(view("daily", kind=FeatureViewKind.REALTIME)(REPO))  # the same check applies to others
+
+
+def test_a_plain_expression_transformation_is_valid() -> None:
+    assert repo_errors(view("last", transformation=PASS_THROUGH)(REPO)) == []
