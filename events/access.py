@@ -57,6 +57,21 @@ _ROLE_ADDS: dict[Role, frozenset[Action]] = {
 }
 
 
+# A control-plane refusal because the caller lacks the right (not because the command is wrong) starts with
+# this, so whoever waits for the outcome can answer 403 rather than 400: the gateway's own check normally
+# refuses first, but the control plane decides, on its newer registry (a role just revoked).
+DENIED_PREFIX = "permission denied: "
+
+
+def denial(reason: str) -> str:
+    """A refusal for lack of permission, as the control plane records it."""
+    return DENIED_PREFIX + reason
+
+
+def is_denial(reason: str) -> bool:
+    return reason.startswith(DENIED_PREFIX)
+
+
 def actions_of(role: Role) -> frozenset[Action]:
     roles = list(Role)
     granted: frozenset[Action] = frozenset()

@@ -20,7 +20,7 @@ from actors.follower import RegistryFollower
 from actors.outbox import Outbound
 from actors.runtime import Decision, Inbound
 from events import control
-from events.access import Action, PrincipalKind
+from events.access import Action, PrincipalKind, denial
 from events.codec import CODEC, Codec
 from events.envelope import Envelope, new_id
 from events.jobs import Compute, JobRecord, JobUpdated, MaterializationJob
@@ -48,7 +48,8 @@ def decide_apply(registry: Registry, envelope: Envelope, command: control.ApplyR
     """The control events of one apply: the plan's changes in order, then the closing event."""
     workspace, caller = envelope.workspace, envelope.principal
     if not registry.may(caller, Action.APPLY, workspace):
-        return [control.RepoRejected(command.apply_id, (f"'{caller}' may not apply to workspace '{workspace}'",))]
+        refusal = denial(f"'{caller}' may not apply to workspace '{workspace}'")
+        return [control.RepoRejected(command.apply_id, (refusal,))]
     errors = repo_errors(command.repo)
     if errors:
         return [control.RepoRejected(command.apply_id, tuple(errors))]
@@ -96,7 +97,7 @@ def _refusal(registry: Registry, envelope: Envelope, command: Any) -> str | None
     """Why the caller may not run this access or workspace command, or None if it may."""
     caller = envelope.principal
     if isinstance(command, control.BootstrapAdmin):
-        return None if envelope.producer is Component.OPERATOR else "only the operator bootstraps the admin"
+        return None if envelope.producer is Component.OPERATOR else denial("only the operator bootstraps the admin")
     if isinstance(command, control.AssignRole | control.UnassignRole):
         workspace = command.grant.workspace
         if workspace not in registry.workspaces:
@@ -104,8 +105,8 @@ def _refusal(registry: Registry, envelope: Envelope, command: Any) -> str | None
         if command.grant.principal_id not in registry.principals:
             return f"principal '{command.grant.principal_id}' does not exist"
         allowed = registry.may(caller, Action.MANAGE_ROLES, workspace)
-        return None if allowed else f"'{caller}' may not manage roles in workspace '{workspace}'"
-    return None if registry.is_admin(caller) else f"'{caller}' is not an account admin"
+        return None if allowed else denial(f"'{caller}' may not manage roles in workspace '{workspace}'")
+    return None if registry.is_admin(caller) else denial(f"'{caller}' is not an account admin")
 
 
 def decide_access(registry: Registry, envelope: Envelope, command: Any) -> list[Any]:

@@ -41,6 +41,7 @@ from actors.follower import RegistryFollower
 from actors.group_commit import GroupCommit
 from actors.outbox import Outbound
 from actors.replies import ReplyRouter
+from events.access import DENIED_PREFIX, is_denial
 from events.audit import AuditLogAnswered, AuditRecord, Outcome, QueryAuditLog
 from events.codec import CODEC, Codec
 from events.control import ApplyRepo, RepoApplied
@@ -55,7 +56,7 @@ from events.data import (
     TileState,
 )
 from events.envelope import Envelope, Message, new_id, new_message
-from events.errors import DeadlineExceeded, InvalidRequest, NotFound
+from events.errors import DeadlineExceeded, InvalidRequest, NotFound, PermissionDenied
 from events.flows import Flow
 from events.planes import Component
 from events.registry import Registry, Workspace
@@ -87,6 +88,13 @@ COMMAND_TIMEOUT_S = 30.0
 
 class CommandRefused(InvalidRequest):
     """The control plane refused a command; the reason is its own."""
+
+
+def refused(reasons: Sequence[str]) -> InvalidRequest | PermissionDenied:
+    """The error for a command the control plane refused: PermissionDenied when any reason is the caller's
+    lack of a right (e.g. a role revoked after the gateway's own check), else CommandRefused."""
+    text = "; ".join(r.removeprefix(DENIED_PREFIX) for r in reasons)
+    return PermissionDenied(text) if any(is_denial(r) for r in reasons) else CommandRefused(text)
 
 
 def _live(ws: Workspace, verb: str) -> Workspace:
@@ -269,7 +277,7 @@ class FeatureServer:
                                       lambda r: command.command_id in r.commands)
         reason = registry.commands[command.command_id]
         if reason is not None:
-            raise CommandRefused(reason)
+            raise refused([reason])
         return registry
 
     async def apply_repo(self, repo: RepoSpec, *, workspace: str, principal: str,
@@ -278,7 +286,7 @@ class FeatureServer:
         registry = await self._submit(command, workspace, principal,
                                       lambda r: command.apply_id in r.applied or command.apply_id in r.rejected)
         if command.apply_id in registry.rejected:
-            raise CommandRefused("; ".join(registry.rejected[command.apply_id]))
+            raise refused(registry.rejected[command.apply_id])
         return RepoApplied(command.apply_id, registry.apply_counts.get(command.apply_id, 0))
 
     async def _submit(self, command: Any, workspace: str, principal: str,

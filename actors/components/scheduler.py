@@ -23,7 +23,7 @@ from typing import Any
 
 from actors.components.stream_backfill import backfill_source
 from events import control
-from events.access import Action
+from events.access import Action, denial
 from events.envelope import Envelope
 from events.jobs import Compute, JobRecord, JobState, JobStatusReported, JobTrigger, JobUpdated, MaterializationJob
 from events.registry import Registry, Workspace
@@ -229,7 +229,7 @@ def decide_jobs(registry: Registry, jobs: JobTable, envelope: Envelope, body: An
         caller, workspace = envelope.principal, envelope.workspace
         if not registry.may(caller, Action.TRIGGER_JOBS, workspace):
             return [control.CommandRejected(body.command_id,
-                                            f"'{caller}' may not trigger jobs in workspace '{workspace}'")]
+                                            denial(f"'{caller}' may not trigger jobs in workspace '{workspace}'"))]
         job = manual_job(registry, jobs, workspace, body.feature_view, (body.start, body.end), new_id())
         if isinstance(job, str):
             return [control.CommandRejected(body.command_id, job)]

@@ -5,8 +5,10 @@ from dataclasses import replace
 import pytest
 
 from actors.components.control_plane import decide
+from actors.components.feature_server import refused
 from events import control
 from events.access import (
+    DENIED_PREFIX,
     Action,
     PrincipalKind,
     PrincipalSpec,
@@ -21,6 +23,7 @@ from events.codec import CODEC
 from events.errors import InvalidRequest
 from events.planes import Component
 from events.registry import Registry
+from gateway.errors import response_for
 from tests.unit.fixtures import ADMIN, admin_registry, envelope_of
 
 ALICE = PrincipalSpec("sa-alice", PrincipalKind.SERVICE_ACCOUNT, "alice", "", "admin")
@@ -93,21 +96,29 @@ def test_service_accounts_roles_and_revocation() -> None:
     assert not registry.may(ALICE.principal_id, Action.READ_FEATURES, "prod")
 
 
-@pytest.mark.parametrize(("command", "principal", "reason"), [
-    (control.CreateWorkspace("c", "staging", True), "sa-alice", "not an account admin"),
-    (control.CreateWorkspace("c", "prod", True), "admin", "exists already"),
-    (control.CreateWorkspace("c", "bad name", True), "admin", "identifier"),
-    (control.RevokeApiKey("c", "nope"), "admin", "does not exist"),
-    (control.AssignRole("c", RoleGrant("sa-ghost", "prod", Role.VIEWER)), "admin", "'sa-ghost' does not exist"),
-    (control.AssignRole("c", RoleGrant("sa-alice", "nowhere", Role.VIEWER)), "admin", "'nowhere' does not exist"),
-    (control.AssignRole("c", RoleGrant("sa-alice", "prod", Role.OWNER)), "sa-alice", "may not manage roles"),
+@pytest.mark.parametrize(("command", "principal", "reason", "status"), [
+    (control.CreateWorkspace("c", "staging", True), "sa-alice", "not an account admin", 403),
+    (control.CreateWorkspace("c", "prod", True), "admin", "exists already", 400),
+    (control.CreateWorkspace("c", "bad name", True), "admin", "identifier", 400),
+    (control.RevokeApiKey("c", "nope"), "admin", "does not exist", 400),
+    (control.AssignRole("c", RoleGrant("sa-ghost", "prod", Role.VIEWER)), "admin", "'sa-ghost' does not exist", 400),
+    (control.AssignRole("c", RoleGrant("sa-alice", "nowhere", Role.VIEWER)), "admin", "'nowhere' does not exist",
+     400),
+    (control.AssignRole("c", RoleGrant("sa-alice", "prod", Role.OWNER)), "sa-alice", "may not manage roles", 403),
 ])
-def test_refused_commands_say_why(command: object, principal: str, reason: str) -> None:
+def test_refused_commands_say_why(command: object, principal: str, reason: str, status: int) -> None:
+    """The reason names the problem; a caller lacking the right is told 403 (the control plane decided on its
+    own registry, which may be newer than the gateway's), anything else wrong with the command 400."""
     registry = _fold(admin_registry(), [control.WorkspaceCreated("prod", True), control.PrincipalCreated(ALICE)])
     after, events = _run(registry, command, principal)
     assert len(events) == 1
     assert isinstance(events[0], control.CommandRejected)
     assert reason in events[0].reason
+    answer = response_for(refused([events[0].reason]))
+    assert answer.status == status
+    assert answer.text is not None
+    assert reason in answer.text
+    assert DENIED_PREFIX not in answer.text
     assert after.commands[events[0].command_id] == events[0].reason
     assert after.principals == registry.principals
     assert after.workspaces == registry.workspaces

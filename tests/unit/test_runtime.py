@@ -16,7 +16,7 @@ from actors.follower import RegistryFollower
 from actors.memory_bus import MemoryBus
 from actors.runtime import ComponentRuntime
 from events import control
-from events.access import new_api_key
+from events.access import is_denial, new_api_key
 from events.audit import AuditRecord
 from events.codec import CODEC
 from events.data import FeatureRow, Lookup, ReadOnlineRows, RecordDeadLettered, SourceRange, WriteOnlineRows
@@ -100,6 +100,7 @@ async def test_control_plane_refuses_an_apply_by_a_stranger() -> None:
     (rejected,) = _bodies(bus, CONTROL_EVENTS)
     assert isinstance(rejected, control.RepoRejected)
     assert "'mallory' may not apply" in rejected.errors[0]
+    assert is_denial(rejected.errors[0])
     await follower.close()
 
 

@@ -21,7 +21,7 @@ from actors.components.scheduler import (
     split,
 )
 from events import control
-from events.access import PrincipalKind, PrincipalSpec
+from events.access import PrincipalKind, PrincipalSpec, is_denial
 from events.codec import CODEC
 from events.jobs import JobRecord, JobState, JobStatusReported, JobTrigger, MaterializationJob
 from events.planes import Component
@@ -139,6 +139,8 @@ def test_manual_trigger_is_refused_when_it_overlaps_or_the_caller_lacks_the_role
     stranger = CODEC.message(command, producer=Component.FEATURE_SERVER, workspace="ws", principal="bob").envelope
     answer = decide_jobs(registry(), {}, stranger, command, now, lambda: "j")
     assert [type(a) for a in answer] == [control.CommandRejected]
+    assert is_denial(answer[0].reason)  # a missing right (403), not a bad range (400)
+    assert not is_denial(str(manual_job(registry(), {}, "ws", "nope", (START, START + timedelta(days=1)), "m")))
 
 
 @given(st.integers(1, 2000), st.integers(1, 48), st.integers(1, 40))
