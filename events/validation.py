@@ -8,6 +8,7 @@ transformation and records the output's columns in the spec, which is what these
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -413,3 +414,16 @@ def _fits_interval(lengths: list[tuple[str, int]], interval_s: int | None) -> li
             problems.append(f"{label} {duration_text(abs(seconds))} is not a multiple of the aggregation "
                             f"interval {interval}")
     return problems
+
+
+# Workspace names: a letter, then letters, digits, '_' or '-' (Tecton's workspaces are often "prod-fraud"),
+# at most 63 characters; never '/', '.', spaces or anything else a path or a log line would mangle.
+_WORKSPACE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
+
+
+def workspace_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a workspace, or None."""
+    if _WORKSPACE_NAME.fullmatch(name):
+        return None
+    return (f"workspace name '{name}' must start with a letter and hold only letters, digits, '_' and '-' "
+            f"(at most 63 characters)")

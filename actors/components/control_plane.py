@@ -38,7 +38,7 @@ from events.topics import (
     Topic,
     TopicNames,
 )
-from events.validation import repo_errors
+from events.validation import repo_errors, workspace_name_problem
 from stores.metadata import EncryptedSnapshotStore
 
 REGISTRY_SYNC_TIMEOUT_S = 30.0
@@ -54,9 +54,9 @@ def decide_apply(registry: Registry, envelope: Envelope, command: control.ApplyR
     if errors:
         return [control.RepoRejected(command.apply_id, tuple(errors))]
     ws = registry.workspaces.get(workspace)
-    if ws is None and not workspace.isidentifier():
-        # The apply creates the workspace: the same name rule as CreateWorkspace.
-        return [control.RepoRejected(command.apply_id, (_workspace_name_problem(workspace),))]
+    problem = workspace_name_problem(workspace) if ws is None else None
+    if problem is not None:  # the apply creates the workspace: the same name rule as CreateWorkspace
+        return [control.RepoRejected(command.apply_id, (problem,))]
     if command.expected_digest and command.expected_digest != workspace_digest(ws):
         return [control.RepoRejected(command.apply_id, (
             f"workspace '{workspace}' changed since the plan was made; run featureplane plan again",))]
@@ -87,10 +87,6 @@ def _stored_views(ws: Workspace | None, events: list[Any], now: datetime) -> tup
             event = control.FeatureViewApplied(view)
         out.append(event)
     return out, refused
-
-
-def _workspace_name_problem(name: str) -> str:
-    return f"workspace name '{name}' must be a Python identifier"
 
 
 def _refusal(registry: Registry, envelope: Envelope, command: Any) -> str | None:
@@ -129,8 +125,9 @@ def _access_events(registry: Registry, caller: str, command: Any) -> tuple[str |
     if isinstance(command, control.CreateWorkspace):
         if command.name in registry.workspaces:
             return f"workspace '{command.name}' exists already", []
-        if not command.name.isidentifier():
-            return _workspace_name_problem(command.name), []
+        problem = workspace_name_problem(command.name)
+        if problem is not None:
+            return problem, []
         return None, [control.WorkspaceCreated(command.name, command.live)]
     if isinstance(command, control.CreateServiceAccount):
         principal = replace(command.principal, is_admin=False, created_by=caller)

@@ -99,7 +99,7 @@ def test_service_accounts_roles_and_revocation() -> None:
 @pytest.mark.parametrize(("command", "principal", "reason", "status"), [
     (control.CreateWorkspace("c", "staging", True), "sa-alice", "not an account admin", 403),
     (control.CreateWorkspace("c", "prod", True), "admin", "exists already", 400),
-    (control.CreateWorkspace("c", "bad name", True), "admin", "identifier", 400),
+    (control.CreateWorkspace("c", "bad name", True), "admin", "must start with a letter", 400),
     (control.RevokeApiKey("c", "nope"), "admin", "does not exist", 400),
     (control.AssignRole("c", RoleGrant("sa-ghost", "prod", Role.VIEWER)), "admin", "'sa-ghost' does not exist", 400),
     (control.AssignRole("c", RoleGrant("sa-alice", "nowhere", Role.VIEWER)), "admin", "'nowhere' does not exist",

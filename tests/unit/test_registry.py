@@ -75,8 +75,24 @@ def test_invalid_repos_are_rejected_with_the_reason(change: object, message: str
     assert "a2" in _fold(events).rejected
 
 
+BAD_NAME = ("workspace name 'bad name/..' must start with a letter and hold only letters, digits, '_' and '-' "
+            "(at most 63 characters)")
+
+
 def test_applying_to_a_new_workspace_checks_its_name_like_create_workspace() -> None:
     events = decide_apply(admin_registry(), envelope_of(workspace="bad name/.."), ApplyRepo("a3", REPO))
-    assert events == [control.RepoRejected("a3", ("workspace name 'bad name/..' must be a Python identifier",))]
+    assert events == [control.RepoRejected("a3", (BAD_NAME,))]
     refused = decide(admin_registry(), envelope_of(), control.CreateWorkspace("c1", "bad name/..", live=True))
-    assert refused == [control.CommandRejected("c1", "workspace name 'bad name/..' must be a Python identifier")]
+    assert refused == [control.CommandRejected("c1", BAD_NAME)]
+
+
+@pytest.mark.parametrize(("name", "ok"), [
+    ("prod", True), ("prod-fraud", True), ("team_a-2", True), ("P" + "x" * 62, True),
+    ("", False), ("1prod", False), ("-prod", False), ("prod fraud", False), ("a/b", False), ("a.b", False),
+    ("P" + "x" * 63, False), ("prød", False),
+])
+def test_workspace_names_by_apply_and_by_create_follow_one_rule(name: str, ok: bool) -> None:
+    applied = decide_apply(admin_registry(), envelope_of(workspace=name), ApplyRepo("a4", REPO))
+    assert isinstance(applied[-1], control.RepoApplied) is ok, applied
+    created = decide(admin_registry(), envelope_of(), control.CreateWorkspace("c2", name, live=True))
+    assert isinstance(created[-1], control.CommandSucceeded) is ok, created
