@@ -20,8 +20,9 @@ from events.data import (
 )
 from events.envelope import Envelope, new_id
 from events.errors import FlowDenied
-from events.flows import FLOW_RULES, NOMINAL, Flow, flow_for
+from events.flows import FLOW_RULES, NOMINAL, Flow
 from events.planes import PLANE_OF, Component, Plane
+from events.routes import flow_for
 from events.topics import Topic
 
 

@@ -2,7 +2,7 @@
 
 Each plane is one Kafka principal. A plane may read the platform topics its components consume
 (`Topic.consumer`, plus the registry followers below) and write the topics its components have a route to
-(`events.flows.ROUTES`) plus `audit`, the audit flow every component writes its records to. Consumer groups
+(`events.routes.ROUTES`) plus `audit`, the audit flow every component writes its records to. Consumer groups
 and transactional ids are granted by prefix, one per component. The customer's own (stream source) topics
 are every topic outside the deployment's prefix: the data plane (Rift) may read them, so it is granted
 Read on all topics and denied Read, explicitly, on each platform topic it does not consume (a DENY wins
@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from events.flows import ROUTES
 from events.planes import PLANE_OF, Component, Plane
+from events.routes import ROUTES
 from events.topics import AUDIT, CONTROL_EVENTS, PLATFORM_TOPICS, TopicNames
 
 # Kafka principals: one per plane, plus the two super users.

@@ -12,8 +12,8 @@ from actors.settings import KafkaCredentials, Settings
 from deploy.acls import PLANE_USERS, AclBinding, Permission, deployment_acls, plane_acls, topics_read, topics_written
 from deploy.cluster import plane_settings
 from deploy.kafka_sasl import ALL_USERS, client_properties, ensure_users, format_arguments, server_properties
-from events.flows import ROUTES
 from events.planes import PLANE_OF, Component, Plane
+from events.routes import ROUTES
 from events.topics import PLATFORM_TOPICS, TopicNames
 
 NAMES = TopicNames("fp")

@@ -4,8 +4,9 @@ import pytest
 
 from actors.auditing import outbound_flow
 from events.errors import FlowDenied
-from events.flows import FLOW_RULES, ROUTES, Flow
+from events.flows import FLOW_RULES, Flow
 from events.planes import PLANE_OF, Component
+from events.routes import ROUTES
 from events.topics import CONTROL_EVENTS, ONLINE_WRITES, PLATFORM_TOPICS
 
 
