@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,13 @@ def run_replay(scenario: str, out: Path) -> tuple[int, dict[str, Any], str]:
     return done.returncode, json.loads((out / "report.json").read_text()), done.stdout
 
 
+def run_replays(runs: list[tuple[str, Path]]) -> list[tuple[int, dict[str, Any], str]]:
+    """Scenarios replayed into their folders, two at a time: each replay is its own deployment (broker, Ray,
+    ports, topic prefix), and most of a replay is waiting for those to start."""
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda run: run_replay(*run), runs))
+
+
 def assert_passed(code: int, report: dict[str, Any]) -> None:
     unmet = [e for e in report["expectations"] if not e["met"]]
     assert code == 0, unmet
@@ -44,12 +52,17 @@ def assert_passed(code: int, report: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def quickstart_reports(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, dict[str, Any], Path]]:
     """The quickstart replayed twice, each time on a fresh deployment."""
-    runs = []
-    for i in range(2):
-        out = tmp_path_factory.mktemp(f"quickstart{i}")
-        code, report, _ = run_replay("quickstart.yaml", out)
-        runs.append((code, report, out))
-    return runs
+    outs = [tmp_path_factory.mktemp(f"quickstart{i}") for i in range(2)]
+    reports = run_replays([("quickstart.yaml", out) for out in outs])
+    return [(code, report, out) for (code, report, _), out in zip(reports, outs, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def misuse_and_fraud(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any], str]]:
+    """The misuse and fraud_detection scenarios, each on a fresh deployment, replayed side by side."""
+    names = ["misuse", "fraud_detection"]
+    reports = run_replays([(f"{name}.yaml", tmp_path_factory.mktemp(name)) for name in names])
+    return dict(zip(names, reports, strict=True))
 
 
 def test_quickstart_replays_green(quickstart_reports: list[tuple[int, dict[str, Any], Path]]) -> None:
@@ -89,8 +102,8 @@ def test_the_report_opens_in_headless_chromium_and_shows_the_planes(
     assert "PASSED" in dom
 
 
-def test_misuse_is_flagged_exactly(tmp_path: Path) -> None:
-    code, report, stdout = run_replay("misuse.yaml", tmp_path)
+def test_misuse_is_flagged_exactly(misuse_and_fraud: dict[str, tuple[int, dict[str, Any], str]]) -> None:
+    code, report, stdout = misuse_and_fraud["misuse"]
     assert_passed(code, report)
     assert [(m["name"], m["flagged"]) for m in report["misuse"]] == [
         ("viewer-reads-features", True), ("rift-sends-rows-to-control-plane", True),
@@ -111,8 +124,8 @@ def test_misuse_is_flagged_exactly(tmp_path: Path) -> None:
     assert "misuse flagged: stored-f7-record-changed" in stdout
 
 
-def test_fraud_detection_replays_green(tmp_path: Path) -> None:
-    code, report, _ = run_replay("fraud_detection.yaml", tmp_path)
+def test_fraud_detection_replays_green(misuse_and_fraud: dict[str, tuple[int, dict[str, Any], str]]) -> None:
+    code, report, _ = misuse_and_fraud["fraud_detection"]
     assert_passed(code, report)
     flows = {f["flow"]: f for f in report["flows"]}
     assert flows["F5"]["rows"] == 305  # 300 generated + 3 known on the topic, 2 chargebacks over HTTP
@@ -125,7 +138,8 @@ def test_fraud_detection_replays_green(tmp_path: Path) -> None:
 
 
 def test_batch_backfill_replays_green_with_its_jobs_f6_and_training_data(tmp_path: Path) -> None:
-    code, report, stdout = run_replay("batch_backfill.yaml", tmp_path / "first")
+    (code, report, stdout), (_, again, _) = run_replays([("batch_backfill.yaml", tmp_path / "first"),
+                                                         ("batch_backfill.yaml", tmp_path / "second")])
     assert_passed(code, report)
     assert [i["status"] for i in report["invariants"]] == ["held"] * 5
     flows = {f["flow"]: f for f in report["flows"]}
@@ -154,7 +168,6 @@ def test_batch_backfill_replays_green_with_its_jobs_f6_and_training_data(tmp_pat
     assert "<h2>Batch jobs</h2>" in page
     assert 'data-flow="F6"' in page
 
-    _, again, _ = run_replay("batch_backfill.yaml", tmp_path / "second")
     assert again["digest"] == report["digest"]
 
 
