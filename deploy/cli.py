@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.settings import store_dir
-from deploy import client, supervisor
-from deploy import replay as scenario_replay
+from deploy import client
 from deploy.kafka import pid_alive
 from deploy.lineage import offline_lineage
 from deploy.runinfo import DEFAULT_STATE_DIR, RunInfo
@@ -71,6 +70,8 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Mapping[str, o
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from deploy import supervisor  # imported by the commands that run the system: it brings Ray (0.7 s)
+
     options = supervisor.UpOptions(
         state_dir=args.state_dir, gateway_host=args.host, gateway_port=args.port, kafka_port=args.kafka_port,
         kafka_controller_port=args.kafka_controller_port,
@@ -91,6 +92,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from deploy import supervisor
+
     stopped = supervisor.stop_background(args.state_dir)
     print("featureplane stopped" if stopped else "featureplane was not running")
     return 0
@@ -307,6 +310,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run a scenario on a fresh deployment (or --against a running one) and write its report."""
+    from deploy import replay as scenario_replay
+
     options = scenario_replay.ReplayOptions(Path(args.scenario), Path(args.out or f"replay-{Path(args.scenario).stem}"))
     if args.against:
         conn = _connection(args)
