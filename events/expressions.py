@@ -17,28 +17,13 @@ _CODE_MARKERS = ("Anonymous", "Python", "Plugin", "Udf", "Object")
 _PICKLED = list(b"PLPYFN")  # polars' marker in front of a pickled Python function
 
 
-class NotAnExpression(ValueError):
-    """The text is not JSON at all (or nested too deep to read)."""
-
-
-def code_in_expression(text: str) -> str | None:
-    """What in a serialized expression carries code (a node name), or None if it carries none.
-
-    Raises NotAnExpression if `text` is not JSON.
-    """
-    try:
-        tree = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise NotAnExpression(str(exc)) from None
-    return _code_node(tree)
-
-
 def expression_problem(text: str) -> str | None:
     """Why a serialized expression may not cross a plane, as a phrase; None if its JSON carries no code."""
     try:
-        carrier = code_in_expression(text)
-    except NotAnExpression as exc:
+        tree = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         return f"is not a serialized polars expression: {exc}"
+    carrier = _code_node(tree)
     if carrier is None:
         return None
     return f"runs Python or native code ({carrier}); only built-in polars expressions may cross a plane"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from events.errors import InvalidSpec
-from events.expressions import NotAnExpression, code_in_expression
+from events.expressions import expression_problem
 from events.specs import DType, FieldSpec, TransformationMode, TransformationSpec
 from sdk import _checks as check
 
@@ -77,13 +77,9 @@ def serialize(expr: pl.Expr) -> str:
 
 def load_expression(text: str) -> pl.Expr:
     """A serialized expression, deserialized only if it carries no code; InvalidSpec says why not."""
-    try:
-        carrier = code_in_expression(text)
-    except NotAnExpression as exc:
-        raise InvalidSpec(f"not a serialized polars expression: {exc}") from None
-    if carrier is not None:
-        raise InvalidSpec(f"the expression runs Python or native code ({carrier}); only built-in polars "
-                          f"expressions may cross a plane")
+    problem = expression_problem(text)  # the control plane's own check: the same reason on both sides
+    if problem is not None:
+        raise InvalidSpec(f"the expression {problem}")
     try:
         return pl.Expr.deserialize(io.StringIO(text), format="json")
     except _POLARS_ERRORS as exc:
