@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import structlog
 
@@ -41,7 +41,6 @@ def opens_group(body: object, is_open: bool) -> bool:
 class _Folded:
     complete: Registry | None  # the state after the last closed group of the poll (None: none closed)
     complete_to: dict[tuple[str, int], int]  # the position after that group's last record
-    open: bool  # whether the poll ended inside a group
 
 
 class RegistryFollower:
@@ -100,7 +99,7 @@ class RegistryFollower:
         """Fold `records` after what earlier polls held; what a reader may see is the state after the last
         record that closes a group of events (an apply, a command), never one inside it."""
         registry, is_open = self._held, self._open
-        folded = _Folded(None, {}, is_open)
+        folded = _Folded(None, {})
         for record in records:
             try:
                 message = checked(self._codec.decode(record.value))
@@ -114,9 +113,9 @@ class RegistryFollower:
                 registry = registry.apply(message)
                 is_open = opens_group(message.body, is_open)
             if not is_open:
-                folded = _Folded(registry, {(record.topic, record.partition): record.offset + 1}, False)
+                folded = _Folded(registry, {(record.topic, record.partition): record.offset + 1})
         self._held, self._open = registry, is_open
-        return replace(folded, open=is_open)
+        return folded
 
     async def _follow(self, consumer: Consumer) -> None:
         while True:
@@ -140,5 +139,5 @@ class RegistryFollower:
         async with self._changed:
             if folded.complete is not None:
                 self.registry = folded.complete
-                self._folded_to = positions if not folded.open else {**self._folded_to, **folded.complete_to}
+                self._folded_to = positions if not self._open else {**self._folded_to, **folded.complete_to}
                 self._changed.notify_all()
