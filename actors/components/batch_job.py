@@ -221,14 +221,13 @@ def _writes(job: MaterializationJob, output: JobOutput) -> list[tuple[Any, Any]]
     """(topic, body) of every write: rows online and offline as the view asks, tiles online."""
     view, found = job.feature_view, output.lineage
     writes: list[tuple[Any, Any]] = []
+    # A view has rows (attributes) or tiles and their inputs (aggregates), never both: one of each pair is empty.
     if view.online:
         writes += [(ONLINE_WRITES, WriteOnlineRows(view.name, chunk, found)) for chunk in chunks(output.online_rows)]
+        writes += [(ONLINE_WRITES, WriteTiles(view.name, chunk, found)) for chunk in chunks(output.tiles)]
     if view.offline:
         writes += [(OFFLINE_WRITES, WriteOfflineColumns(view.name, job.join_keys, table, rows, found))
                    for table, rows in output.offline_tables]
-    if view.online:
-        writes += [(ONLINE_WRITES, WriteTiles(view.name, chunk, found)) for chunk in chunks(output.tiles)]
-    if view.offline:
         writes += [(OFFLINE_WRITES, WriteOfflineRows(view.name, job.join_keys, chunk, found))
                    for chunk in chunks(output.aggregate_inputs)]
     return writes
