@@ -114,7 +114,7 @@ def _prepared(writes: Sequence[OnlineWrite]) -> list[tuple[bytes, StoredRow]]:
                 if len(key) > MAX_KEY_BYTES:
                     raise StoreError(f"key of {entity!r} is {len(key)} bytes, over {MAX_KEY_BYTES}")
             old = latest.get(key)
-            if old is None or row.event_time >= old[0].event_time:  # equal event times: the later row wins
+            if old is None or _wins(row.event_time, old[0].event_time):
                 latest[key] = (row, write.written_by)
     return [(key, StoredRow(_normalized(_canonical(key, row.entity_key), row), written_by))
             for key, (row, written_by) in latest.items()]
@@ -149,9 +149,10 @@ def _normalized(entity: EntityKey, row: FeatureRow) -> FeatureRow:
     return FeatureRow(entity, event_time, dict(row.values))
 
 
-def _wins(new: StoredRow, old: StoredRow) -> bool:
-    # Equal event times: the write applied later (later in the log) wins.
-    return new.row.event_time >= old.row.event_time
+def _wins(new: datetime, old: datetime) -> bool:
+    """Whether a row of event time `new` replaces one of `old`, the one rule of every backend and of a
+    batch's own rows: equal event times, the row applied later (later in the log) wins."""
+    return new >= old
 
 
 def _coordinates_of(write: OnlineWrite) -> Coordinates:
@@ -200,7 +201,7 @@ class InMemoryOnlineStore(ClosableStore):
         rows, tiles = _prepared(to_apply), _tile_entries(to_apply)
         for key, stored in rows:
             old = self._rows.get(key)
-            if old is None or _wins(stored, old):
+            if old is None or _wins(stored.row.event_time, old.row.event_time):
                 self._rows[key] = stored
         self._tiles.update(tiles)
         self._applied = next_offsets
@@ -243,8 +244,7 @@ class LmdbOnlineStore(ClosableStore):
             rows, tiles = _prepared(to_apply), _tile_entries(to_apply)  # all checked before any write
             for key, stored in rows:  # one read and one write per key, not per row
                 old = txn.get(key, db=self._rows_db)
-                # equal event times: the write applied later wins
-                if old is None or stored.row.event_time >= _stored_event_time(key, old):
+                if old is None or _wins(stored.row.event_time, _stored_event_time(key, old)):
                     txn.put(key, _pack_stored(stored), db=self._rows_db)
             for key, packed in tiles:
                 txn.put(key, packed, db=self._rows_db)
