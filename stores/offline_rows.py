@@ -101,8 +101,7 @@ def _arrow_columns(schema: ViewSchema | None, writes: Sequence[OfflineWrite]) ->
         body = write.write
         if not isinstance(body, WriteOfflineColumns):  # grouped by kind above
             raise StoreError(f"{type(body).__name__} is not a columnar write")
-        if tuple(body.join_keys) != join_keys:
-            raise StoreError(f"{body.feature_view} has join keys {join_keys}, not {tuple(body.join_keys)}")
+        _check_same_join_keys(body, join_keys)
         table = _read_ipc(body)
         names = table.column_names
         missing = [name for name in (*join_keys, EVENT_TIME) if name not in names]
@@ -160,8 +159,7 @@ def _view_columns(
         body = write.write
         if not isinstance(body, WriteOfflineRows):  # grouped by kind by the caller
             raise StoreError(f"{type(body).__name__} is not a write of rows")
-        if tuple(body.join_keys) != join_keys:
-            raise StoreError(f"{body.feature_view} has join keys {join_keys}, not {tuple(body.join_keys)}")
+        _check_same_join_keys(body, join_keys)
         rows.extend(body.rows)
         written_by.extend([write.written_by] * len(body.rows))
     _check_rows(rows, join_keys)
@@ -179,6 +177,12 @@ def _view_columns(
     for name in (*join_keys, *feature_names):
         types[name] = _column_type(name, columns[name], types.get(name, "null"))
     return ViewSchema(join_keys, types), columns
+
+
+def _check_same_join_keys(write: WriteOfflineRows | WriteOfflineColumns, join_keys: tuple[str, ...]) -> None:
+    """StoreError unless `write` names the view's join keys (every write of a view names the same ones)."""
+    if tuple(write.join_keys) != join_keys:
+        raise StoreError(f"{write.feature_view} has join keys {join_keys}, not {tuple(write.join_keys)}")
 
 
 def _checked_join_keys(schema: ViewSchema | None, write: WriteOfflineRows | WriteOfflineColumns) -> tuple[str, ...]:
