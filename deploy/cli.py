@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import sys
@@ -34,13 +33,12 @@ def _connection(args: argparse.Namespace) -> client.Connection:
     gateway = args.gateway or os.environ.get("FEATUREPLANE_GATEWAY") or (
         info.gateway_url if info else "http://127.0.0.1:8080")
     # The operator's login from the state folder, unless the running deployment's broker takes none (--insecure).
-    kafka = None if info is not None and not info.secure else client.operator_credentials(_logins_dir(args))
+    kafka = None if info is not None and not info.secure else client.operator_credentials(_logins_dir(args, info))
     return client.Connection(bootstrap, TopicNames(prefix), gateway.rstrip("/"), kafka)
 
 
-def _logins_dir(args: argparse.Namespace) -> Path:
-    """The state folder holding the deployment's Kafka logins: the running one's, else --state-dir."""
-    info = RunInfo.read(args.state_dir.resolve())
+def _logins_dir(args: argparse.Namespace, info: RunInfo | None) -> Path:
+    """The state folder holding the deployment's Kafka logins: the running one's (`info`), else --state-dir."""
     return Path(info.state_dir) if info else args.state_dir.resolve()
 
 
@@ -205,7 +203,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         with open(args.file, encoding="utf-8") as handle:
             records = list(client.read_json_lines(handle, args.file))
     # As the customer's application (F5), with the customer plane's login: the operator only looked the topic up.
-    customer = dataclasses.replace(conn, kafka=client.customer_credentials(_logins_dir(args))) if conn.kafka else conn
+    customer = client.as_customer_app(conn, _logins_dir(args, RunInfo.read(args.state_dir.resolve())))
     sent = asyncio.run(client.ingest(customer, topic, records))
     print(f"sent {sent} records to topic '{topic}'")
     return 0

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -66,6 +66,13 @@ def customer_credentials(state_dir: Path) -> KafkaCredentials | None:
     topics it has no route to."""
     users = load_users(state_dir)
     return users.plane(Plane.CUSTOMER) if users else None
+
+
+def as_customer_app(conn: Connection, state_dir: Path | None) -> Connection:
+    """`conn` as the customer's application that produces source topics (F5): with the customer plane's
+    login from `state_dir` when the broker takes logins and that folder holds them, else `conn`'s own."""
+    login = customer_credentials(state_dir) if state_dir is not None and conn.kafka else None
+    return replace(conn, kafka=login or conn.kafka)
 
 
 def apply_repo(conn: Connection, folder: Path, workspace: str, api_key: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import shutil
@@ -118,13 +117,6 @@ def setup(scenario: Scenario, target: Target, steps: list[dict[str, Any]]) -> tu
     return keys, names
 
 
-def _customer_app(target: Target) -> Connection:
-    """What the customer's application produces source topics with (F5): the customer plane's Kafka login
-    where the deployment's state folder is known, else the target's own (the operator's)."""
-    login = client.customer_credentials(target.state_dir) if target.state_dir and target.conn.kafka else None
-    return dataclasses.replace(target.conn, kafka=login or target.conn.kafka)
-
-
 def ingest(scenario: Scenario, target: Target, keys: dict[str, str], start: datetime,
            steps: list[dict[str, Any]]) -> int:
     sent = 0
@@ -133,7 +125,8 @@ def ingest(scenario: Scenario, target: Target, keys: dict[str, str], start: date
         if stream.via == "topic":
             topic = asyncio.run(client.source_topic(target.conn, target.workspace, stream.source))
             encoded = [json.dumps(row, separators=(",", ":")).encode() for row in rows]
-            asyncio.run(client.ingest(_customer_app(target), topic, encoded))
+            # the customer plane's login where the deployment's state folder is known, else the operator's
+            asyncio.run(client.ingest(client.as_customer_app(target.conn, target.state_dir), topic, encoded))
         else:
             key = keys.get(stream.principal) if stream.principal else None
             for i in range(0, len(rows), _HTTP_CHUNK):
