@@ -31,14 +31,15 @@ PROBES = {
 }
 
 
+CONFIG = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+
+
 def _contract_names() -> list[str]:
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
-    return [contract["name"] for contract in config["contracts"]]
+    return [contract["name"] for contract in CONFIG["contracts"]]
 
 
 def _copy_tree(target: Path) -> None:
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
-    for package in config["root_packages"]:
+    for package in CONFIG["root_packages"]:
         shutil.copytree(REPO / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", target / "pyproject.toml")
 
